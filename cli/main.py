@@ -1,0 +1,69 @@
+"""The `fitplan` command: parse, call fitplan.solver, render. No formula lives here.
+
+Exit codes: 0 success (a plan was found / it fits), 2 bad input, 3 nothing fits."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fitplan.solver.errors import FitplanError
+
+EXIT_BAD_INPUT = 2
+EXIT_NOTHING_FITS = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fitplan")
+def cli() -> None:
+    """Which fine-tuning configuration fits on these GPUs, and which of those trains fastest."""
+
+
+def _register() -> None:
+    from . import estimate, listing
+
+    cli.add_command(estimate.estimate_command)
+    cli.add_command(listing.models_command)
+    cli.add_command(listing.gpus_command)
+    optional = [("recommend", "recommend_command"), ("trace", "trace_command"), ("check", "check_command"),
+                ("sweep", "sweep_command")]
+    for module_name, attr in optional:
+        try:
+            module = __import__(f"fitplan.cli.{module_name}", fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fitplan.cli.{module_name}":
+                continue
+            raise
+        cli.add_command(getattr(module, attr))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every bad input becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        result = cli.main(args=argv, prog_name="fitplan", standalone_mode=False)
+    except FitplanError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return EXIT_BAD_INPUT
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry_point()

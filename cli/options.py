@@ -1,0 +1,71 @@
+"""Flags shared by `estimate`, `recommend`, `trace` and `sweep`: one definition, one meaning."""
+
+from __future__ import annotations
+
+import click
+
+from fitplan.solver.training_config import Attention, Method, Offload, Optimizer, Precision
+
+
+def _choice(enum) -> click.Choice:
+    return click.Choice([e.value for e in enum], case_sensitive=False)
+
+
+def _targets(_ctx, _param, value):
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def model_and_gpus(func):
+    func = click.option("--gpus", "gpus", required=True, help="GPU set: 8xP4, 4xA10, 1xA100-80G, 2x8xH100 (nodes x GPUs).")(func)
+    func = click.option("--model", "model", required=True,
+                        help="Catalog name (fitplan models) or a path to a Hugging Face config.json.")(func)
+    return func
+
+
+def knob_options(func):
+    """The knobs; unset = LLaMA-Factory's default for estimate, a free decision for recommend."""
+    options = [
+        click.option("--method", type=_choice(Method), default=None, help="full, freeze, lora or qlora."),
+        click.option("--bits", type=click.Choice(["16", "8", "4"]), default=None, help="Base weight bits (4/8 = QLoRA)."),
+        click.option("--lora-rank", type=click.IntRange(min=1), default=None, help="LoRA rank (default 8)."),
+        click.option("--lora-target", "lora_targets", default=None, callback=_targets,
+                     help="Comma-separated module names, or 'all' (default)."),
+        click.option("--freeze-layers", type=click.IntRange(min=1), default=None,
+                     help="freeze method: how many last layers train (default 2)."),
+        click.option("--micro-batch", type=click.IntRange(min=1), default=None, help="Per-GPU micro batch."),
+        click.option("--grad-accum", type=click.IntRange(min=1), default=None, help="Gradient accumulation steps."),
+        click.option("--grad-ckpt/--no-grad-ckpt", default=None, help="Gradient checkpointing (default on)."),
+        click.option("--attn", type=_choice(Attention), default=None, help="eager, sdpa or fa2."),
+        click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
+                     help="DeepSpeed ZeRO stage (0 = plain DDP, no DeepSpeed)."),
+        click.option("--offload", type=_choice(Offload), default=None, help="none, optimizer or all (CPU offload)."),
+        click.option("--optim", type=_choice(Optimizer), default=None, help="Optimizer."),
+        click.option("--precision", type=_choice(Precision), default=None,
+                     help="bf16, fp16, fp32 or pure_bf16 (default bf16 where the GPU has it, else fp16)."),
+        click.option("--n-gpus", type=click.IntRange(min=1), default=None, help="Use only this many of the GPUs."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def workload_options(func):
+    func = click.option("--global-batch", type=click.IntRange(min=1), default=None,
+                        help="Samples per optimizer step over all GPUs.")(func)
+    func = click.option("--seq-len", type=click.IntRange(min=1), default=2048, show_default=True,
+                        help="Tokens per sample (LLaMA-Factory cutoff_len).")(func)
+    return func
+
+
+KNOB_NAMES = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
+              "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
+
+
+def pins_from_kwargs(kwargs: dict) -> dict:
+    """The knob flags of a command as Pins fields (bits as an int)."""
+    pins = {k: kwargs.get(k) for k in KNOB_NAMES}
+    if pins["bits"] is not None:
+        pins["bits"] = int(pins["bits"])
+    return pins

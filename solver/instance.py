@@ -1,0 +1,72 @@
+"""What the user asks: a model, a GPU set, a workload, and the knobs they pinned.
+
+`estimate` fills every unpinned knob with LLaMA-Factory's default; `recommend` decides them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .gpu_spec import GpuSet
+from .model_spec import ModelSpec
+from .rules import default_precision
+from .training_config import Attention, Method, Offload, Optimizer, Precision, TrainConfig, make_config
+
+
+class Pins(BaseModel):
+    """Knobs fixed by the user; None = free (recommend) or LLaMA-Factory's default (estimate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Method | None = None
+    bits: int | None = None
+    lora_rank: int | None = None
+    lora_targets: tuple[str, ...] | None = None
+    freeze_layers: int | None = None
+    micro_batch: int | None = None
+    grad_accum: int | None = None
+    grad_ckpt: bool | None = None
+    attn: Attention | None = None
+    zero_stage: int | None = None
+    offload: Offload | None = None
+    optim: Optimizer | None = None
+    precision: Precision | None = None
+    n_gpus: int | None = None
+
+    def pinned(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Workload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq_len: int = Field(default=2048, ge=1)
+    global_batch: int | None = Field(default=None, ge=1)  # samples per optimizer step, all GPUs
+
+
+class Instance(BaseModel):
+    """One question: which configuration of `model` on `gpus` for this workload, given the pins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: ModelSpec
+    gpus: GpuSet
+    workload: Workload = Workload()
+    pins: Pins = Pins()
+
+
+def config_for_estimate(instance: Instance) -> TrainConfig:
+    """A full configuration from the pins, LLaMA-Factory's defaults for the rest: LoRA rank 8 on
+    all linear modules, checkpointing on, micro batch 1, SDPA, AdamW, bf16 where the GPU has it
+    (else fp16), no ZeRO, all GPUs."""
+    pins = instance.pins.pinned()
+    method = pins.get("method", Method.lora)
+    if "bits" not in pins and method == Method.qlora:
+        pins["bits"] = 4
+    if "method" not in pins and pins.get("bits", 16) != 16:
+        pins["method"] = Method.qlora
+    pins.setdefault("precision", default_precision(instance.gpus))
+    pins.setdefault("n_gpus", instance.gpus.total_gpus)
+    if instance.workload.global_batch and "grad_accum" not in pins:
+        per_step = pins.get("micro_batch", 1) * pins["n_gpus"]
+        pins["grad_accum"] = max(1, -(-instance.workload.global_batch // per_step))
+    return make_config(seq_len=instance.workload.seq_len, **pins)

@@ -1,0 +1,210 @@
+"""Bytes that scale with tokens: what the decoder layers save for backward, the logits and loss
+buffers, and the working set of one layer's backward.
+
+Source: the tensors Hugging Face modelling code (transformers 5.x LlamaDecoderLayer and kin) saves
+for autograd, counted per storage; derived in shared/reference/trace-notes.md Q6 for pure-bf16
+runs and re-checked by fitplan's own trace of the real model code (`fitplan trace`,
+tests/test_trace_vs_formula.py). Per-token figures are bytes per token per layer unless said.
+
+The dtype rules that decide those bytes (LLaMA-Factory + HF Trainer on a GPU):
+- `compute` bytes: 2 under bf16/fp16 autocast, DeepSpeed or pure_bf16; 4 in fp32.
+- Autocast (AMP without DeepSpeed) casts each op's fp32 input separately, so LoRA adapters (fp32,
+  peft's default `autocast_adapter_dtype=True`) each keep their own 16-bit copy of their input.
+- Without autocast, fp32 adapters on a 16-bit base each keep an fp32 copy of their input
+  (trace-notes P5); 16-bit adapters (DeepSpeed casts the module) share the input storage.
+- Full fine-tuning without DeepSpeed runs the residual stream in fp32 (LLaMA-Factory upcasts the
+  trainable embedding), so norms and checkpoints see 4-byte hidden states.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .memory_states import FP32_BYTES, HALF_BYTES, lora_targets, uses_deepspeed
+from .model_spec import MlpKind, ModelSpec
+from .training_config import Attention, Method, Precision, TrainConfig
+
+RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
+LOSS_BYTES_PER_VOCAB = 12  # fp32 log_softmax output + its grad + grad input (trace-notes P6)
+SOFTCAP_BYTES_PER_VOCAB = 4  # Gemma-2 final logit soft-capping: tanh keeps its 16-bit output + division
+EAGER_PROBS_BYTES_PER_HEAD_KEY = 6  # fp32 softmax output + its 16-bit copy, per head per key
+FLASH_LSE_BYTES_PER_HEAD = 4  # fp32 logsumexp per head per token saved by SDPA-flash / FA2
+
+
+class LayerRole(str, Enum):
+    trainable = "trainable"  # all weights train (full, and freeze's last layers)
+    lora = "lora"  # frozen base with adapters
+    frozen_grad = "frozen_grad"  # frozen, but gradients flow through to earlier trainable layers
+    frozen_no_grad = "frozen_no_grad"  # frozen and nothing before it trains: saves nothing
+
+
+def compute_bytes(config: TrainConfig) -> int:
+    return FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+
+
+def autocast_on(config: TrainConfig) -> bool:
+    """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it."""
+    return config.precision in (Precision.bf16, Precision.fp16) and not uses_deepspeed(config)
+
+
+def stream_bytes(config: TrainConfig) -> int:
+    """Bytes per element of the residual stream between layers."""
+    if config.method == Method.full and config.precision != Precision.pure_bf16 and not uses_deepspeed(config):
+        return FP32_BYTES  # the trainable embedding was upcast to fp32, so the stream is fp32
+    return compute_bytes(config)
+
+
+def layer_roles(model: ModelSpec, config: TrainConfig) -> list[LayerRole]:
+    """The role of each decoder layer, first to last."""
+    n = model.num_layers
+    if config.method == Method.full:
+        return [LayerRole.trainable] * n
+    if config.uses_lora:
+        return [LayerRole.lora] * n
+    n_train = min(config.freeze_layers, n)
+    # With checkpointing LLaMA-Factory calls enable_input_require_grads(), so grads reach layer 0.
+    frozen = LayerRole.frozen_grad if config.grad_ckpt else LayerRole.frozen_no_grad
+    return [frozen] * (n - n_train) + [LayerRole.trainable] * n_train
+
+
+def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
+    """One RMSNorm: its fp32 input (upcast copy, or the input itself when already fp32), rsqrt,
+    and under a trainable weight the normalized input it multiplies the weight with."""
+    h = model.hidden_size
+    saved = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
+    if role == LayerRole.trainable:
+        saved += stream_bytes(config) * h
+    return saved
+
+
+def _norm_output_bytes(config: TrainConfig, role: LayerRole) -> int:
+    """dtype of a norm's output: fp32 when its weight was upcast (trainable, AMP), else the stream's."""
+    if role == LayerRole.trainable and autocast_on(config):
+        return FP32_BYTES
+    return stream_bytes(config)
+
+
+def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
+    """What the linear layers keep of their inputs for weight gradients (frozen linears keep none)."""
+    cb = compute_bytes(config)
+    widths = {"attn_in": model.hidden_size, "attn_out": model.q_dim, "mlp_in": model.hidden_size,
+              "mlp_mid": model.intermediate_size}
+    modules = model.linear_modules()
+    saved = 0
+    if role == LayerRole.trainable:
+        for tensor, width in widths.items():
+            consumers = [m for m in modules if m.input_tensor == tensor]
+            if not consumers:
+                continue
+            in_bytes = cb if tensor in ("attn_out", "mlp_mid") else _norm_output_bytes(config, role)
+            if tensor == "attn_out" and config.attn != Attention.eager:
+                continue  # o_proj's input is the SDPA output storage, counted with attention
+            if in_bytes != cb and autocast_on(config):
+                saved += cb * width * len(consumers)  # each op casts its own copy
+            else:
+                saved += in_bytes * width  # one shared storage
+        return saved
+    if role != LayerRole.lora:
+        return 0
+    targets = lora_targets(model, config)
+    rank = config.lora_rank
+    if autocast_on(config):
+        # peft casts x to the fp32 adapter dtype, autocast casts it back to 16-bit per op: one
+        # 16-bit copy per adapter, plus the A output.
+        return sum((cb * m.in_features + cb * rank) * m.count for m in targets)
+    if config.precision == Precision.pure_bf16:
+        # peft's default fp32 adapters on a bf16 base, no autocast: each adapter keeps its own
+        # fp32 copy of its input and an fp32 A output (trace-notes P5).
+        return sum((FP32_BYTES * m.in_features + FP32_BYTES * rank) * m.count for m in targets)
+    # Adapters in the compute dtype (DeepSpeed casts the module; fp32 runs) save their input
+    # itself: one storage per input tensor, shared by the adapters that read it.
+    for tensor in {m.input_tensor for m in targets}:
+        if tensor == "attn_out" and config.attn != Attention.eager:
+            continue  # the SDPA output storage, counted with attention
+        saved += cb * widths[tensor]
+    return saved + sum(cb * rank * m.count for m in targets)
+
+
+def _attention_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """What attention keeps per token: SDPA-flash / FA2 keep q, k, v, the output and an fp32
+    logsumexp; eager keeps q, the repeat_kv copies of k and v, and the fp32 + 16-bit
+    probabilities (b * heads * s^2 in total, so per token it grows with s)."""
+    cb = compute_bytes(config)
+    nh = model.num_attention_heads
+    qk_norm = 0
+    if model.qk_norm:  # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt
+        qk_norm = FP32_BYTES * (model.q_dim + model.kv_dim) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
+    if config.attn == Attention.eager:
+        kv_saved = 2 * cb * (model.q_dim if model.num_kv_heads != nh else model.kv_dim)
+        probs = EAGER_PROBS_BYTES_PER_HEAD_KEY * nh * config.seq_len
+        return cb * model.q_dim + kv_saved + probs + qk_norm
+    return cb * model.q_dim + 2 * cb * model.kv_dim + cb * model.q_dim + FLASH_LSE_BYTES_PER_HEAD * nh + qk_norm
+
+
+def _mlp_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """Gated MLP keeps gate, act(gate) and up outputs; a plain MLP keeps up and act(up)."""
+    cb = compute_bytes(config)
+    branches = 3 if model.mlp_kind == MlpKind.gated else 2
+    return branches * cb * model.intermediate_size
+
+
+def layer_bytes_per_token(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
+    """Bytes one layer keeps for backward per token, without gradient checkpointing."""
+    if role == LayerRole.frozen_no_grad:
+        return 0
+    norms = model.norms_per_layer * _norm_bytes(model, config, role)
+    return (norms + _linear_input_bytes(model, config, role) + _attention_bytes(model, config)
+            + _mlp_bytes(model, config))
+
+
+def checkpoint_bytes_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """With gradient checkpointing a layer keeps only its input hidden state."""
+    return stream_bytes(config) * model.hidden_size
+
+
+def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """All decoder layers' saved tensors per token at the end of the forward pass, plus the
+    final norm, minus layer 0's first norm when nothing before it needs a gradient."""
+    h = model.hidden_size
+    roles = layer_roles(model, config)
+    final_norm = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
+    if config.grad_ckpt:
+        per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
+        eager_mask = 2 * config.seq_len if config.attn == Attention.eager else 0  # 4D mask kept as a checkpoint input
+        return per_layer + final_norm + eager_mask
+    total = sum(layer_bytes_per_token(model, config, r) for r in roles)
+    embedding_trains = config.method == Method.full
+    if not embedding_trains and roles and roles[0] != LayerRole.frozen_no_grad:
+        total -= FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES  # layer 0's input needs no grad
+    return total + final_norm
+
+
+def logits_loss_per_token(model: ModelSpec) -> int:
+    """HF's loss upcasts the logits to fp32: log_softmax output, its gradient and the gradient
+    input are alive together at the start of backward (trace-notes P6)."""
+    per_vocab = LOSS_BYTES_PER_VOCAB + (SOFTCAP_BYTES_PER_VOCAB if model.final_logit_softcapping else 0)
+    return per_vocab * model.vocab_size
+
+
+def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """Extra bytes while one layer runs backward: with checkpointing its recomputed saved tensors,
+    plus the gradient temporaries of the MLP backward (trace-notes Q6: c + 12h + 4i), or with eager
+    attention the softmax backward (12 * heads * s + 24h), whichever is larger."""
+    h, i = model.hidden_size, model.intermediate_size
+    role = LayerRole.lora if config.uses_lora else LayerRole.trainable
+    if config.method == Method.freeze:
+        role = LayerRole.trainable
+    recomputed = layer_bytes_per_token(model, config, role) if config.grad_ckpt else 0
+    mlp_moment = recomputed + 12 * h + 4 * i
+    if config.attn == Attention.eager:
+        softmax_moment = recomputed + 12 * model.num_attention_heads * config.seq_len + 24 * h
+        return max(mlp_moment, softmax_moment)
+    return mlp_moment
+
+
+def quantized_dequant_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """bitsandbytes dequantizes one frozen weight to 16-bit for each 4-bit matmul (and the 8-bit
+    path holds comparable per-op buffers): the largest linear's weight in 16-bit at a time."""
+    if config.bits == 16:
+        return 0
+    return HALF_BYTES * max(m.in_features * m.out_features for m in model.linear_modules())

@@ -1,0 +1,156 @@
+"""Where the peak happens: the moments of a training step at which memory can be highest, each
+a sum of named terms, each term affine in the micro batch.
+
+A step's peak is the largest of these moments (trace-notes Q6, "whole-step peak = max of three
+candidates", re-checked by `fitplan trace`):
+- `loss`: end of forward / start of backward. Every layer's saved tensors and the fp32 logits,
+  log-softmax and their gradients are alive together.
+- `backward_first_layer` / `backward_last_layer` (checkpointing): one layer is recomputed and runs
+  backward while the checkpoints of the others (or the gradients built so far) are alive.
+- `backward` (no checkpointing): the last layer's backward temporaries on top of all saved tensors.
+- `optimizer`: gradients, optimizer states and step temporaries.
+Gradients are alive during the forward pass when gradient accumulation keeps them between
+micro-steps (HF Trainer zeroes them only after the optimizer step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .affine import ZERO, Affine, fixed, per_token
+from .memory_activations import (
+    autocast_on,
+    checkpoint_bytes_per_token,
+    layer_backward_working_set_per_token,
+    logits_loss_per_token,
+    quantized_dequant_bytes,
+    saved_activations_per_token,
+)
+from .memory_states import (
+    HALF_BYTES,
+    ModelStates,
+    model_states,
+    optimizer_step_temporary_bytes,
+    trainable_params,
+    uses_deepspeed,
+)
+from .model_spec import ModelSpec
+from .training_config import Method, TrainConfig
+
+PHASE_FORWARD_END = "forward end / loss"
+PHASE_BACKWARD = "backward"
+PHASE_OPTIMIZER = "optimizer step"
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One candidate for the step's peak: named terms, each `fixed + per_sample * micro_batch`."""
+
+    name: str
+    phase: str
+    terms: dict[str, Affine] = field(default_factory=dict)
+
+    def total(self) -> Affine:
+        result = ZERO
+        for term in self.terms.values():
+            result = result + term
+        return result
+
+    def bytes_at(self, micro_batch: int) -> dict[str, int]:
+        return {name: term.at(micro_batch) for name, term in self.terms.items()}
+
+
+def _resident_terms(states: ModelStates) -> dict[str, Affine]:
+    """What sits on the GPU for the whole step."""
+    terms = {
+        "weights": fixed(states.weights),
+        "trainable_params": fixed(states.trainable_params),
+        "optimizer_states": fixed(states.optimizer_states),
+    }
+    if states.comm_buffers:
+        terms["comm_buffers"] = fixed(states.comm_buffers)
+    if states.zero3_gathered:
+        terms["zero3_gathered_layer"] = fixed(states.zero3_gathered)
+    return terms
+
+
+def _gradients_during_forward(states: ModelStates, config: TrainConfig) -> float:
+    """DeepSpeed keeps its gradient partitions allocated; plain PyTorch only while accumulating."""
+    if uses_deepspeed(config) or config.grad_accum > 1:
+        return states.gradients
+    return 0.0
+
+
+def _autocast_weight_copies(model: ModelSpec, config: TrainConfig) -> float:
+    """Autocast caches a 16-bit cast of every fp32 trainable weight for the whole forward pass
+    (torch autocast weight cache: leaf tensors that require grad), so full fine-tuning under
+    AMP holds 2 bytes per trainable parameter more until the forward ends."""
+    if not autocast_on(config):
+        return 0.0
+    return HALF_BYTES * trainable_params(model, config)
+
+
+def _lm_head_gradient_bytes(model: ModelSpec, config: TrainConfig, states: ModelStates) -> float:
+    """Gradients produced before the decoder layers' backward: the untied lm_head's (full FT)."""
+    if config.method != Method.full or model.tie_word_embeddings:
+        return 0.0
+    total = trainable_params(model, config)
+    return states.gradients * model.lm_head_params() / total if total else 0.0
+
+
+def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) -> list[Moment]:
+    """Every peak candidate of one training step on one GPU."""
+    states = model_states(model, config, gpus_per_node)
+    seq = config.seq_len
+    resident = _resident_terms(states)
+    grads_fwd = _gradients_during_forward(states, config)
+    dequant = quantized_dequant_bytes(model, config)
+    activations = per_token(saved_activations_per_token(model, config), seq)
+    working_set = layer_backward_working_set_per_token(model, config)
+
+    def moment(name: str, phase: str, **extra: Affine) -> Moment:
+        terms = dict(resident)
+        terms.update({k: v for k, v in extra.items() if v != ZERO})
+        return Moment(name=name, phase=phase, terms=terms)
+
+    moments = [moment(
+        "loss", PHASE_FORWARD_END,
+        gradients=fixed(grads_fwd),
+        activations=activations,
+        logits_loss=per_token(logits_loss_per_token(model), seq),
+        autocast_weight_copies=fixed(_autocast_weight_copies(model, config)),
+        transient=fixed(dequant),
+    )]
+    lm_head_grads = _lm_head_gradient_bytes(model, config, states)
+    if config.grad_ckpt:
+        moments.append(moment(
+            "backward_first_layer", PHASE_BACKWARD,
+            gradients=fixed(max(grads_fwd, lm_head_grads)),
+            activations=activations,
+            transient=per_token(working_set, seq) + fixed(dequant),
+        ))
+        moments.append(moment(
+            "backward_last_layer", PHASE_BACKWARD,
+            gradients=fixed(states.gradients),
+            activations=per_token(checkpoint_bytes_per_token(model, config), seq),
+            transient=per_token(working_set, seq) + fixed(dequant),
+        ))
+    else:
+        moments.append(moment(
+            "backward", PHASE_BACKWARD,
+            gradients=fixed(max(grads_fwd, lm_head_grads)),
+            activations=activations,
+            autocast_weight_copies=fixed(_autocast_weight_copies(model, config)),
+            transient=per_token(working_set, seq) + fixed(dequant),
+        ))
+    moments.append(moment(
+        "optimizer", PHASE_OPTIMIZER,
+        gradients=fixed(states.gradients),
+        transient=fixed(optimizer_step_temporary_bytes(model, config)),
+    ))
+    return moments
+
+
+def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
+    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory_states)."""
+    return int(model_states(model, config, gpus_per_node).host_ram)

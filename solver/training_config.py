@@ -1,0 +1,122 @@
+"""One fully specified fine-tuning configuration: every knob `estimate` evaluates and
+`recommend` decides. Names and defaults follow LLaMA-Factory 0.9.5 (shared/reference/schemas.md)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import InvalidConfigurationError
+
+
+class Method(str, Enum):
+    full = "full"
+    freeze = "freeze"  # LLaMA-Factory finetuning_type=freeze: the last `freeze_layers` layers train
+    lora = "lora"
+    qlora = "qlora"  # LoRA on a bitsandbytes-quantized base (quantization_bit 4 or 8)
+
+
+class Attention(str, Enum):
+    eager = "eager"  # LLaMA-Factory flash_attn: disabled
+    sdpa = "sdpa"
+    fa2 = "fa2"
+
+
+class Offload(str, Enum):
+    none = "none"
+    optimizer = "optimizer"  # DeepSpeed offload_optimizer (ZeRO 1-3)
+    all = "all"  # offload_optimizer + offload_param (ZeRO 3 only)
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"  # torch AdamW (HF adamw_torch_fused / adamw_torch)
+    adamw_8bit = "adamw_8bit"  # bitsandbytes 8-bit AdamW
+    paged_adamw_8bit = "paged_adamw_8bit"
+    adafactor = "adafactor"
+    sgd = "sgd"
+
+
+class Precision(str, Enum):
+    bf16 = "bf16"  # AMP: fp32 trainable params, bf16 autocast
+    fp16 = "fp16"  # AMP with loss scaling: fp32 trainable params, fp16 autocast
+    fp32 = "fp32"
+    pure_bf16 = "pure_bf16"  # LLaMA-Factory pure_bf16: bf16 params and optimizer states, no AMP
+
+
+LLAMAFACTORY_DEFAULT_LORA_RANK = 8  # FinetuningArguments.lora_rank
+LLAMAFACTORY_DEFAULT_FREEZE_LAYERS = 2  # FinetuningArguments.freeze_trainable_layers
+
+
+class TrainConfig(BaseModel):
+    """The knobs of one run, per GPU. `lora_targets=["all"]` means every linear module of the
+    decoder layers (LLaMA-Factory `lora_target: all`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Method = Method.lora
+    bits: int = 16
+    lora_rank: int = Field(default=LLAMAFACTORY_DEFAULT_LORA_RANK, ge=1)
+    lora_targets: tuple[str, ...] = ("all",)
+    freeze_layers: int = Field(default=LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, ge=1)
+    seq_len: int = Field(default=2048, ge=1)
+    micro_batch: int = Field(default=1, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    grad_ckpt: bool = True
+    attn: Attention = Attention.sdpa
+    zero_stage: int = Field(default=0, ge=0, le=3)
+    offload: Offload = Offload.none
+    optim: Optimizer = Optimizer.adamw
+    precision: Precision = Precision.bf16
+    n_gpus: int = Field(default=1, ge=1)  # GPUs used, all data-parallel
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        if value not in (16, 8, 4):
+            raise ValueError("bits must be 16, 8 or 4")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.method == Method.qlora and self.bits == 16:
+            raise ValueError("qlora needs a quantized base: --bits 4 or 8")
+        if self.method in (Method.full, Method.freeze, Method.lora) and self.bits != 16:
+            if self.method == Method.lora:
+                raise ValueError("a quantized base (--bits 4/8) is --method qlora")
+            raise ValueError(
+                "Quantization is only compatible with the LoRA or OFT method (LLaMA-Factory); "
+                "use --method qlora or --bits 16"
+            )
+        if self.offload == Offload.optimizer and self.zero_stage == 0:
+            raise ValueError("optimizer offload needs DeepSpeed ZeRO 1, 2 or 3 (--zero)")
+        if self.offload == Offload.all and self.zero_stage != 3:
+            raise ValueError("parameter offload (--offload all) needs ZeRO-3 (--zero 3)")
+        if self.precision == Precision.pure_bf16 and self.zero_stage == 3:
+            raise ValueError("`pure_bf16` is incompatible with DeepSpeed ZeRO-3 (LLaMA-Factory)")
+        return self
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method in (Method.lora, Method.qlora)
+
+    @property
+    def tokens_per_micro_batch(self) -> int:
+        return self.micro_batch * self.seq_len
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.grad_accum * self.n_gpus
+
+
+def make_config(**knobs) -> TrainConfig:
+    """A TrainConfig, with pydantic's errors turned into one line a user can act on."""
+    from pydantic import ValidationError
+
+    try:
+        return TrainConfig(**knobs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "configuration"
+        message = first.get("msg", str(exc)).removeprefix("Value error, ")
+        raise InvalidConfigurationError(f"{where}: {message}" if where != "configuration" else message) from None
