@@ -10,6 +10,7 @@ from fitplan.solver.catalog import load_model, parse_gpu_set
 from fitplan.solver.estimate import estimate
 from fitplan.solver.instance import Instance, Pins, Workload, config_for_estimate
 
+from .exit_codes import EXIT_NOTHING_FITS
 from .options import knob_options, model_and_gpus, pins_from_kwargs, workload_options
 from .render import render_estimate
 
@@ -29,3 +30,5 @@ def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | No
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:
         click.echo(render_estimate(result))
+    if not result.fits:
+        raise SystemExit(EXIT_NOTHING_FITS)

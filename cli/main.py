@@ -10,8 +10,7 @@ import click
 
 from fitplan.solver.errors import FitplanError
 
-EXIT_BAD_INPUT = 2
-EXIT_NOTHING_FITS = 3
+from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS  # noqa: F401  (re-exported for commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         click.echo("aborted", err=True)
         return 1
+    except SystemExit as exc:  # commands end with SystemExit(EXIT_NOTHING_FITS) after printing
+        return exc.code if isinstance(exc.code, int) else 1
     return result if isinstance(result, int) else 0
 
 
