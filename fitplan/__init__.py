@@ -1,3 +1,163 @@
-"""fitplan: which fine-tuning configuration fits on these GPUs, and which of those trains fastest."""
+"""fitplan: which fine-tuning configuration fits on these GPUs, and which of those trains fastest.
+
+The Python API, the same calls the `fitplan` command makes::
+
+    import fitplan
+
+    est = fitplan.estimate("qwen2.5-7b", "1xA100-80G", seq_len=2048, method="lora")
+    print(est.peak_bytes / 2**30, est.fits)
+
+    rec = fitplan.recommend("qwen2.5-7b", "8xP4", seq_len=1024)
+    if rec.plan:
+        print(rec.plan.method, rec.plan.micro_batch, rec.tokens_per_s)
+
+    for row in fitplan.sweep(["qwen2.5-7b", "llama-2-13b"], ["8xP4", "1xA100-80G"], seq_lens=[1024, 4096]):
+        print(row.model, row.gpus, row.seq_len, row.status, row.peak_gib)
+
+Models and GPU sets may be given as names (`"qwen2.5-7b"`, `"8xP4"`, `"2x8xH100"`, a path to a
+Hugging Face `config.json`) or as the objects `load_model` / `parse_gpu_set` return. Knobs are
+keyword arguments named like the command-line flags (`method`, `bits`, `lora_rank`,
+`lora_targets`, `micro_batch`, `grad_accum`, `grad_ckpt`, `attn`, `zero_stage`, `offload`,
+`optim`, `precision`, `n_gpus`); enum values may be strings (`method="qlora"`). Bad input raises
+`fitplan.FitplanError` (a ValueError) with a one-line message.
+
+Importing `fitplan` is cheap: the solver (pydantic, OR-Tools) loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fitplan.solver.estimate import Estimate
+    from fitplan.solver.gpu_spec import GpuSet
+    from fitplan.solver.instance import Instance
+    from fitplan.solver.model_spec import ModelSpec
+    from fitplan.solver.sweep import SweepRow
+
+__all__ = [
+    "estimate", "recommend", "sweep", "make_instance", "load_model", "parse_gpu_set",
+    "FitplanError", "__version__",
+]
+
+# Names re-exported from fitplan.solver, resolved on first access so `import fitplan` stays light.
+_LAZY = {
+    "load_model": ("fitplan.solver.catalog", "load_model"),
+    "parse_gpu_set": ("fitplan.solver.catalog", "parse_gpu_set"),
+    "FitplanError": ("fitplan.solver.errors", "FitplanError"),
+    "Estimate": ("fitplan.solver.estimate", "Estimate"),
+    "Instance": ("fitplan.solver.instance", "Instance"),
+    "Pins": ("fitplan.solver.instance", "Pins"),
+    "Workload": ("fitplan.solver.instance", "Workload"),
+    "TrainConfig": ("fitplan.solver.training_config", "TrainConfig"),
+    "Recommendation": ("fitplan.solver.recommend", "Recommendation"),
+    "SolverSettings": ("fitplan.solver.recommend", "SolverSettings"),
+    "SweepRow": ("fitplan.solver.sweep", "SweepRow"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fitplan' has no attribute {name!r}")
+
+
+def _as_model(model: "str | ModelSpec") -> "ModelSpec":
+    from fitplan.solver.catalog import load_model
+    from fitplan.solver.model_spec import ModelSpec
+
+    return model if isinstance(model, ModelSpec) else load_model(str(model))
+
+
+def _as_gpus(gpus: "str | GpuSet") -> "GpuSet":
+    from fitplan.solver.catalog import parse_gpu_set
+    from fitplan.solver.gpu_spec import GpuSet
+
+    return gpus if isinstance(gpus, GpuSet) else parse_gpu_set(str(gpus))
+
+
+def _pins(knobs: dict):
+    """Pins from keyword arguments; a comma-separated `lora_targets` string is split, and an
+    unknown knob or bad value becomes a one-line FitplanError."""
+    from pydantic import ValidationError
+
+    from fitplan.solver.errors import InvalidConfigurationError
+    from fitplan.solver.instance import Pins
+
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    if isinstance(knobs.get("lora_targets"), str):
+        knobs["lora_targets"] = tuple(p.strip() for p in knobs["lora_targets"].split(",") if p.strip())
+    if "bits" in knobs:
+        knobs["bits"] = int(knobs["bits"])
+    try:
+        return Pins(**knobs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "pins"
+        known = ", ".join(Pins.model_fields)
+        hint = f" (knobs: {known})" if first.get("type") == "extra_forbidden" else ""
+        raise InvalidConfigurationError(f"{where}: {first.get('msg', exc)}{hint}") from None
+
+
+def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
+                  global_batch: int | None = None, **knobs) -> "Instance":
+    """The question `estimate` and `recommend` answer, from names or objects and knob keywords."""
+    from pydantic import ValidationError
+
+    from fitplan.solver.errors import InvalidConfigurationError
+    from fitplan.solver.instance import Instance, Workload
+
+    try:
+        workload = Workload(seq_len=seq_len, global_batch=global_batch)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidConfigurationError(f"{first['loc'][0]}: {first['msg']}") from None
+    return Instance(model=_as_model(model), gpus=_as_gpus(gpus), workload=workload, pins=_pins(knobs))
+
+
+def estimate(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
+             global_batch: int | None = None, **knobs) -> "Estimate":
+    """Per-GPU memory of one configuration: the knobs given, LLaMA-Factory's defaults for the
+    rest (what `fitplan estimate` prints). Raises FitplanError when it cannot run at all."""
+    from fitplan.solver.estimate import estimate as _estimate
+    from fitplan.solver.instance import config_for_estimate
+
+    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, **knobs)
+    return _estimate(instance.model, instance.gpus, config_for_estimate(instance))
+
+
+def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
+              global_batch: int | None = None, settings=None, **knobs):
+    """The fastest configuration that fits, deciding every knob not given (what `fitplan
+    recommend` prints). Returns a Recommendation: `status`, `plan` (None when nothing fits),
+    `estimate`, `tokens_per_s`, `runners_up`, `explanation`."""
+    from fitplan.solver.recommend import recommend as _recommend
+
+    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, **knobs)
+    return _recommend(instance, settings)
+
+
+def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (2048,),
+          global_batch: int | None = None, search: bool = True, settings=None, **knobs) -> Iterator["SweepRow"]:
+    """One SweepRow per (model, GPU set, sequence length), in that nesting order: the best plan
+    (`search=True`, as `recommend`) or the knobs given with defaults (`search=False`, as
+    `estimate`), or the reason nothing fits. Names are resolved before the first row, so a typo
+    fails at once."""
+    from fitplan.solver.sweep import SweepRequest, run_sweep
+
+    request = SweepRequest(
+        models=[_as_model(m) for m in models],
+        gpu_sets=[_as_gpus(g) for g in gpu_sets],
+        seq_lens=list(seq_lens),
+        global_batch=global_batch,
+        pins=_pins(knobs),
+        search=search,
+    )
+    return run_sweep(request, settings)

@@ -1,0 +1,121 @@
+"""`fitplan sweep`: one row per model x GPU set x sequence length, for pipelines.
+
+Exit codes: 0 at least one row has a plan that fits (rows that do not fit are data: `fits` is
+false and `reason` says why); 3 no row fits; 2 bad input (unknown model or GPU, bad list)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import click
+
+import fitplan
+from fitplan.solver.errors import InvalidConfigurationError
+from fitplan.solver.sweep import COLUMNS, SweepRow, any_fits
+
+from .main import EXIT_NOTHING_FITS
+from .options import knob_options, pins_from_kwargs
+
+
+def _names(text: str, what: str, example: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise InvalidConfigurationError(f"--{what} is empty: give a comma-separated list, e.g. {example}")
+    return names
+
+
+def _seq_lens(text: str) -> list[int]:
+    values = []
+    for part in _names(text, "seq-lens", "1024,2048,4096"):
+        if not part.isdigit() or int(part) < 1:
+            raise InvalidConfigurationError(f"--seq-lens: '{part}' is not a positive whole number, e.g. 1024,2048,4096")
+        values.append(int(part))
+    return values
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def csv_header() -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(COLUMNS)
+    return buffer.getvalue().rstrip("\n")
+
+
+def csv_line(row: SweepRow) -> str:
+    buffer = io.StringIO()
+    data = row.model_dump()
+    csv.writer(buffer, lineterminator="\n").writerow([_csv_cell(data[c]) for c in COLUMNS])
+    return buffer.getvalue().rstrip("\n")
+
+
+def jsonl_line(row: SweepRow) -> str:
+    return json.dumps(row.model_dump(mode="json"))
+
+
+def _stream_is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@click.command("sweep")
+@click.option("--models", required=True, help="Comma-separated models: qwen2.5-7b,llama-2-13b (catalog names or config.json paths).")
+@click.option("--gpus", required=True, help="Comma-separated GPU sets: 8xP4,4xA10,1xA100-80G,2x8xH100.")
+@click.option("--seq-lens", default="2048", show_default=True, help="Comma-separated tokens per sample: 1024,2048,4096.")
+@click.option("--global-batch", type=click.IntRange(min=1), default=None, help="Samples per optimizer step over all GPUs.")
+@knob_options
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="Search for the fastest plan (as `recommend`), or evaluate the knobs given with "
+                   "LLaMA-Factory's defaults for the rest (as `estimate`).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="csv (with a header) or one JSON object per line.")
+def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | None, search: bool, fmt: str, **knobs) -> int:
+    """The best plan, or why nothing fits, for every model x GPU set x sequence length.
+
+    Exit 0 when at least one row fits, 3 when none does, 2 on bad input."""
+    model_names = _names(models, "models", "qwen2.5-7b,llama-2-13b")
+    gpu_names = _names(gpus, "gpus", "8xP4,1xA100-80G")
+    lengths = _seq_lens(seq_lens)
+    rows_iter = fitplan.sweep(model_names, gpu_names, seq_lens=lengths, global_batch=global_batch,
+                              search=search, **pins_from_kwargs(knobs))
+    total = len(model_names) * len(gpu_names) * len(lengths)
+    render = csv_line if fmt == "csv" else jsonl_line
+    # A bar only for a person watching: stderr on a terminal. When stdout is that same terminal
+    # the rows are held back until the bar is done, so the two do not interleave.
+    show_bar = _stream_is_terminal(sys.stderr)
+    hold_rows = show_bar and _stream_is_terminal(sys.stdout)
+    rows: list[SweepRow] = []
+    held: list[str] = []
+
+    def emit(line: str) -> None:
+        if hold_rows:
+            held.append(line)
+        else:
+            click.echo(line)
+            sys.stdout.flush()
+
+    if fmt == "csv":
+        emit(csv_header())
+    if show_bar:
+        with click.progressbar(length=total, label="sweep", file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            for row in rows_iter:
+                rows.append(row)
+                emit(render(row))
+                bar.update(1)
+    else:
+        for row in rows_iter:
+            rows.append(row)
+            emit(render(row))
+    for line in held:
+        click.echo(line)
+    return 0 if any_fits(rows) else EXIT_NOTHING_FITS

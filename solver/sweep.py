@@ -1,0 +1,173 @@
+"""A grid of questions (models x GPU sets x sequence lengths) answered one row each: the best
+plan's knobs, its per-GPU peak and speed, or the reason nothing fits. For pipelines that compare
+hardware or models; `fitplan sweep` prints the rows as CSV or JSON lines.
+
+Every row is one `recommend` call (or one `estimate` call with `search=False`), so a row says
+exactly what `fitplan recommend` / `fitplan estimate` would say for that combination."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import FitplanError
+from .estimate import Estimate, estimate
+from .gpu_spec import GIB, GpuSet
+from .instance import Instance, Pins, Workload, config_for_estimate
+from .model_spec import ModelSpec
+from .training_config import TrainConfig
+
+
+class SweepRequest(BaseModel):
+    """The grid: every model on every GPU set at every sequence length, with the same pins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    models: list[ModelSpec] = Field(min_length=1)
+    gpu_sets: list[GpuSet] = Field(min_length=1)
+    seq_lens: list[int] = Field(default=[2048], min_length=1)
+    global_batch: int | None = Field(default=None, ge=1)
+    pins: Pins = Pins()
+    search: bool = True  # True: recommend (decide the free knobs); False: estimate (LLaMA-Factory defaults)
+
+    @property
+    def size(self) -> int:
+        return len(self.models) * len(self.gpu_sets) * len(self.seq_lens)
+
+    def instances(self) -> Iterator[Instance]:
+        """Model-major, then GPU set, then sequence length: the order rows come out in."""
+        for model in self.models:
+            for gpus in self.gpu_sets:
+                for seq_len in self.seq_lens:
+                    yield Instance(model=model, gpus=gpus, pins=self.pins,
+                                   workload=Workload(seq_len=seq_len, global_batch=self.global_batch))
+
+
+class SweepRow(BaseModel):
+    """One combination's answer. Knob columns are empty when nothing fits.
+
+    status: recommend's `optimal` / `feasible` / `infeasible`, or for `search=False` `fits` /
+    `oom`; `invalid` when the pins cannot run on that hardware at all (bf16 on a P4, ...).
+    `fits` is the one column to filter on in every mode."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpus: str
+    seq_len: int
+    status: str
+    fits: bool
+    method: str | None = None
+    bits: int | None = None
+    lora_rank: int | None = None
+    micro_batch: int | None = None
+    grad_accum: int | None = None
+    global_batch: int | None = None
+    grad_ckpt: bool | None = None
+    attn: str | None = None
+    zero_stage: int | None = None
+    offload: str | None = None
+    optim: str | None = None
+    precision: str | None = None
+    n_gpus: int | None = None
+    peak_gib: float | None = None  # required per GPU incl. CUDA context and allocator reserve, GiB = 2^30 B
+    capacity_gib: float | None = None
+    host_ram_gib: float | None = None  # per node, for CPU offload
+    tokens_per_s: float | None = None
+    step_time_s: float | None = None
+    reason: str = ""
+
+
+COLUMNS = list(SweepRow.model_fields)
+
+
+def _gib(value: int) -> float:
+    return round(value / GIB, 2)
+
+
+def _knob_columns(config: TrainConfig) -> dict:
+    return {
+        "method": config.method.value,
+        "bits": config.bits,
+        "lora_rank": config.lora_rank if config.uses_lora else None,
+        "micro_batch": config.micro_batch,
+        "grad_accum": config.grad_accum,
+        "global_batch": config.global_batch,
+        "grad_ckpt": config.grad_ckpt,
+        "attn": config.attn.value,
+        "zero_stage": config.zero_stage,
+        "offload": config.offload.value,
+        "optim": config.optim.value,
+        "precision": config.precision.value,
+        "n_gpus": config.n_gpus,
+    }
+
+
+def _memory_columns(est: Estimate) -> dict:
+    return {"peak_gib": _gib(est.peak_bytes), "capacity_gib": _gib(est.capacity_bytes),
+            "host_ram_gib": _gib(est.host_ram_bytes) if est.host_ram_bytes else None}
+
+
+def _heading(instance: Instance) -> dict:
+    return {"model": instance.model.name, "gpus": instance.gpus.label(), "seq_len": instance.workload.seq_len}
+
+
+def first_line(text: object) -> str:
+    """The first non-empty line of an explanation: a CSV cell stays one line."""
+    for line in str(text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def oom_reason(est: Estimate) -> str:
+    return (f"needs {est.peak_bytes / GIB:.2f} GiB per GPU at {est.peak_moment} ({est.peak_phase}), "
+            f"{est.capacity_bytes / GIB:.2f} GiB available")
+
+
+def estimate_row(instance: Instance) -> SweepRow:
+    """The knobs pinned, LLaMA-Factory's defaults for the rest: does it fit?"""
+    try:
+        config = config_for_estimate(instance)
+        est = estimate(instance.model, instance.gpus, config)
+    except FitplanError as exc:
+        return SweepRow(**_heading(instance), status="invalid", fits=False, reason=str(exc))
+    return SweepRow(**_heading(instance), status="fits" if est.fits else "oom", fits=est.fits,
+                    **_knob_columns(est.config), **_memory_columns(est),
+                    reason="" if est.fits else oom_reason(est))
+
+
+def recommend_row(instance: Instance, settings=None) -> SweepRow:
+    """The fastest plan that fits (fitplan.solver.recommend), or why nothing does."""
+    from .recommend import recommend
+
+    try:
+        rec = recommend(instance, settings)
+    except FitplanError as exc:
+        return SweepRow(**_heading(instance), status="invalid", fits=False, reason=str(exc))
+    status = getattr(rec.status, "value", rec.status)
+    if rec.plan is None:
+        return SweepRow(**_heading(instance), status=str(status), fits=False,
+                        reason=first_line(rec.explanation) or "no configuration fits")
+    columns = {**_knob_columns(rec.plan), "tokens_per_s": _round(rec.tokens_per_s), "step_time_s": _round(rec.step_time_s, 3)}
+    if rec.estimate is not None:
+        columns.update(_memory_columns(rec.estimate))
+    return SweepRow(**_heading(instance), status=str(status), fits=True, **columns)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def run_sweep(request: SweepRequest, settings=None,
+              row_for: Callable[[Instance], SweepRow] | None = None) -> Iterator[SweepRow]:
+    """The rows of the grid, one at a time, in `request.instances()` order."""
+    if row_for is None:
+        row_for = (lambda inst: recommend_row(inst, settings)) if request.search else estimate_row
+    for instance in request.instances():
+        yield row_for(instance)
+
+
+def any_fits(rows: list[SweepRow]) -> bool:
+    return any(row.fits for row in rows)
