@@ -58,18 +58,18 @@ def gpu_catalog() -> dict[str, GpuSpec]:
     return gpus
 
 
-def _index(names_and_aliases: dict[str, list[str]]) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for name, aliases in names_and_aliases.items():
-        for key in [name, *aliases]:
-            index[_normalise(key)] = name
-    return index
-
-
-def _near(key: str, index: dict[str, str]) -> str:
-    close = difflib.get_close_matches(_normalise(key), list(index), n=4, cutoff=0.5)
-    names = sorted({index[c] for c in close})
-    return f" Did you mean: {', '.join(names)}?" if names else ""
+def _lookup(catalog: dict, name: str, error: type[Exception], what: str, hint: str):
+    """The entry whose name or alias matches `name` (case- and separator-insensitive), or an
+    error naming the near matches."""
+    index = {_normalise(key): canonical for canonical, entry in catalog.items()
+             for key in [canonical, *entry.aliases]}
+    key = _normalise(name)
+    if key not in index:
+        close = difflib.get_close_matches(key, list(index), n=4, cutoff=0.5)
+        near = sorted({index[c] for c in close})
+        suggestion = f" Did you mean: {', '.join(near)}?" if near else ""
+        raise error(f"unknown {what} '{name}'.{suggestion} {hint}")
+    return catalog[index[key]]
 
 
 def load_model(name_or_path: str) -> ModelSpec:
@@ -79,27 +79,13 @@ def load_model(name_or_path: str) -> ModelSpec:
         from .hf_config import model_from_config_file
 
         return model_from_config_file(path)
-    catalog = model_catalog()
-    index = _index({n: m.aliases for n, m in catalog.items()})
-    key = _normalise(name_or_path)
-    if key not in index:
-        raise UnknownModelError(
-            f"unknown model '{name_or_path}'.{_near(name_or_path, index)} "
-            "Run `fitplan models` for the list, or pass a path to a Hugging Face config.json."
-        )
-    return catalog[index[key]]
+    return _lookup(model_catalog(), name_or_path, UnknownModelError, "model",
+                   "Run `fitplan models` for the list, or pass a path to a Hugging Face config.json.")
 
 
 def load_gpu(name: str) -> GpuSpec:
     """A catalog GPU by name or alias (case-insensitive)."""
-    catalog = gpu_catalog()
-    index = _index({n: g.aliases for n, g in catalog.items()})
-    key = _normalise(name)
-    if key not in index:
-        raise UnknownGpuError(
-            f"unknown GPU '{name}'.{_near(name, index)} Run `fitplan gpus` for the list."
-        )
-    return catalog[index[key]]
+    return _lookup(gpu_catalog(), name, UnknownGpuError, "GPU", "Run `fitplan gpus` for the list.")
 
 
 _GPU_SET = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(?:(\d+)\s*[x×*]\s*)?(.+?)\s*$", re.IGNORECASE)
