@@ -1,0 +1,162 @@
+"""Storage-level accounting of the tensor memory a traced training step holds, the way the CUDA
+caching allocator's `max_memory_allocated` would see it.
+
+Imports torch: only `trace_step` imports this module, and only when a trace is asked for.
+
+Every aten op output is inspected under a `TorchDispatchMode`; its untyped storage is counted
+once (views and in-place results share it), rounded up to 512 B like the CUDA caching allocator,
+and subtracted when the storage dies (storage PyObjects are preserved by torch, so their
+finalization is the death of the `StorageImpl`). Works the same for real and fake tensors, which
+is what lets a real CPU run check a fake trace to the byte.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+ALLOCATOR_ROUNDING_BYTES = 512  # CUDA caching allocator: every block is a multiple of 512 B
+
+# The formula's term names (solver/estimate.py breakdown_bytes).
+WEIGHTS = "weights"  # frozen base parameters (and buffers)
+TRAINABLE = "trainable_params"
+GRADIENTS = "gradients"
+OPTIMIZER_STATES = "optimizer_states"
+ACTIVATIONS = "activations"  # made by the forward inside the decoder layers (and the embedding output)
+LOGITS_LOSS = "logits_loss"  # final norm, lm_head output, fp32 upcast, log-softmax and their grads
+TRANSIENT = "transient"  # backward/optimizer temporaries, recompute, inputs
+# Under AMP, autocast casts each fp32 trainable weight to bf16 once per forward and caches the
+# copy until autocast exits; linear's backward keeps it until that layer's backward. Not per
+# token, so it is kept apart from `activations`.
+AUTOCAST_COPIES = "autocast_weight_copies"
+CATEGORIES = (WEIGHTS, TRAINABLE, GRADIENTS, OPTIMIZER_STATES, ACTIVATIONS, LOGITS_LOSS, TRANSIENT,
+              AUTOCAST_COPIES)
+
+
+def rounded_bytes(nbytes: int) -> int:
+    return -(-nbytes // ALLOCATOR_ROUNDING_BYTES) * ALLOCATOR_ROUNDING_BYTES
+
+
+@dataclass
+class PeakRecord:
+    bytes: int = 0
+    seq: int = 0  # allocation counter at the peak
+    phase: str = ""
+    op: str = ""
+    layer: str = ""
+    step: int = 0
+    breakdown: dict[str, int] = field(default_factory=dict)
+
+
+class StorageTracker(TorchDispatchMode):
+    """Live tensor bytes by category, with the overall peak and per-phase peaks.
+
+    The driver sets `phase` (forward / backward / optimizer), `region` (where in the model the
+    current op runs: "embed", "layer 3", "head") and `step`; categories follow from them at
+    allocation time, and `retag` moves a storage to another category (grads, optimizer state).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, tuple[int, str, int]] = {}  # StorageImpl address -> (bytes, category, seq)
+        self._seq = 0
+        self._finalizers: dict[int, weakref.finalize] = {}
+        self.by_category: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
+        self.live_bytes = 0
+        self.phase = "setup"
+        self.region = ""
+        self.step = 0
+        self.record_from_step = 0  # peaks are only recorded from this step on
+        self.peak = PeakRecord()
+        self.phase_peaks: dict[str, int] = {}
+
+    # ---- bookkeeping --------------------------------------------------------------------
+    def _category_for_new(self) -> str:
+        if self.phase == "forward":
+            if self.region == "head":
+                return LOGITS_LOSS
+            return ACTIVATIONS  # the embedding output and everything a decoder layer keeps
+        if self.phase == "backward" and self.region == "head":
+            return LOGITS_LOSS
+        return TRANSIENT
+
+    def category_of(self, tensor: torch.Tensor) -> str | None:
+        entry = self._live.get(tensor.untyped_storage()._cdata)
+        return entry[1] if entry else None
+
+    def track(self, tensor: torch.Tensor, category: str | None = None) -> None:
+        """Count `tensor`'s storage if it is new; with `category`, (re)label it."""
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        entry = self._live.get(key)
+        if entry is not None:
+            if category is not None and entry[1] != category:
+                self._move(key, category)
+            return
+        size = rounded_bytes(storage.nbytes())
+        cat = category or self._category_for_new()
+        self._seq += 1
+        self._live[key] = (size, cat, self._seq)
+        self.by_category[cat] += size
+        self.live_bytes += size
+        self._finalizers[key] = weakref.finalize(storage, self._release, key)
+        self._note_peak()
+
+    def retag(self, tensor: torch.Tensor, category: str) -> None:
+        """Relabel a storage by what it turned out to be (a gradient once AccumulateGrad has it,
+        optimizer state after `step`). If it was already alive at the recorded peak, the peak's
+        breakdown is relabelled too: a weight gradient made by the op that set the peak is a
+        gradient, not a backward temporary."""
+        self.track(tensor, category)
+
+    def _move(self, key: int, category: str) -> None:
+        size, old, seq = self._live[key]
+        self.by_category[old] -= size
+        self.by_category[category] += size
+        self._live[key] = (size, category, seq)
+        if self.peak.breakdown and seq <= self.peak.seq and self.peak.step == self.step:
+            self.peak.breakdown[old] -= size
+            self.peak.breakdown[category] += size
+
+    def _release(self, key: int) -> None:
+        entry = self._live.pop(key, None)
+        self._finalizers.pop(key, None)
+        if entry is None:
+            return
+        size, cat, _ = entry
+        self.by_category[cat] -= size
+        self.live_bytes -= size
+
+    def _note_peak(self, op: str = "") -> None:
+        if self.step < self.record_from_step:
+            return
+        if self.live_bytes > self.phase_peaks.get(self.phase, -1):
+            self.phase_peaks[self.phase] = self.live_bytes
+        if self.live_bytes > self.peak.bytes:
+            self.peak = PeakRecord(bytes=self.live_bytes, seq=self._seq, phase=self.phase, op=self._current_op,
+                                   layer=self.region, step=self.step, breakdown=dict(self.by_category))
+
+    def detach_all(self) -> None:
+        """Stop listening for storage deaths (the tracker is done; its numbers stay)."""
+        for fin in list(self._finalizers.values()):
+            fin.detach()
+        self._finalizers.clear()
+
+    # ---- dispatch -----------------------------------------------------------------------
+    _current_op = ""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self._current_op = str(func.overloadpacket.__name__)
+        category = None
+        if (func is torch.ops.aten._to_copy.default and self.phase in ("forward", "backward")
+                and isinstance(args[0], torch.Tensor) and self.category_of(args[0]) == TRAINABLE):
+            category = AUTOCAST_COPIES  # autocast's cached cast of a trainable weight
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.track(leaf, category)
+        return out
