@@ -7,6 +7,7 @@ Imports torch and transformers: only `trace_step` imports this module.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -36,7 +37,7 @@ class BuiltModel:
     hf_class: str
     attn_implementation: str
     decoder_layers: list[nn.Module]
-    final_norm: nn.Module
+    lm_head: nn.Module
     embed_tokens: nn.Module
     notes: list[str] = field(default_factory=list)
 
@@ -180,6 +181,7 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
     if attn != build_attn:
         model.config._attn_implementation = _register_flash_footprint_attention()
     inner = model.model
+    lm_head = model.get_output_embeddings()
     if spec.family in (Family.qwen, Family.baichuan):
         for layer in inner.layers:
             _fuse_qkv(layer.self_attn, spec)
@@ -190,7 +192,11 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
                                                  dtype=dtype, device="meta")
     model.train()
     if config.grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:  # transformers >= 5.x name
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         notes.append("Gradient checkpointing non-reentrant (LLaMA-Factory's default use_reentrant_gc=True "
                      "keeps the same per-layer input).")
     model.config.use_cache = False
@@ -201,7 +207,9 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
         targets = lora_target_names(spec, config)
         lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                                target_modules=targets, bias="none", task_type="CAUSAL_LM")
-        model = peft.get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft reads the deprecated is_gradient_checkpointing
+            warnings.simplefilter("ignore", FutureWarning)
+            model = peft.get_peft_model(model, lora)
         if config.method == Method.qlora:
             notes.append(f"qlora traced as LoRA on a 16-bit base: bitsandbytes {config.bits}-bit kernels "
                          "have no fake implementation; the base weights are counted at 16 bits here.")
@@ -216,7 +224,7 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
 
     return BuiltModel(model=model, hf_class=type(inner).__name__.replace("Model", "ForCausalLM"),
                       attn_implementation=attn, decoder_layers=list(inner.layers),
-                      final_norm=inner.norm, embed_tokens=inner.embed_tokens, notes=notes)
+                      lm_head=lm_head, embed_tokens=inner.embed_tokens, notes=notes)
 
 
 def materialize(model: nn.Module, empty) -> None:

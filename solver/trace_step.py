@@ -259,5 +259,7 @@ def _install_region_hooks(built, tracker) -> list:
                     tracker.region = name
                 out.register_hook(entering_backward)
         hooks.append(layer.register_forward_hook(on_output))
-    hooks.append(built.final_norm.register_forward_pre_hook(set_region("head")))
+    # The final norm counts with the activations (the formula's saved_activations_per_token);
+    # the head starts at lm_head.
+    hooks.append(built.lm_head.register_forward_pre_hook(set_region("head")))
     return hooks
