@@ -90,7 +90,9 @@ def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig
     result = []
     for moment in step_moments(model, config, gpus.gpus_per_node):
         tensor = moment.total()
-        required = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + fixed_overheads
+        # lead: the allocator reserve now includes the cached variable-length loss-buffer segments
+        required = (tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction, extra.variable_length_blocks)
+                    + fixed_overheads)
         result.append((moment, tensor, required))
     return result
 
@@ -113,7 +115,8 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     peak_moment, peak_tensor, peak_required = rows[peak_index]
     extra = overheads(model, gpus.gpu, config)
     overhead_bytes = {name: term.at(mb) for name, term in extra.terms.items()}
-    reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction).at(mb)
+    # lead: variable-length segments are part of the reserve; reserved = all but what lives outside the allocator
+    reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction, extra.variable_length_blocks).at(mb)
     overhead_bytes = {"allocator_reserve": reserve, **overhead_bytes}
     capacity = gpus.gpu.memory_bytes
     notes = []
@@ -132,7 +135,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         frozen_params=frozen_params(model, config),
         capacity_bytes=capacity,
         tensor_peak_bytes=peak_tensor.at(mb),
-        reserved_peak_bytes=peak_tensor.at(mb) + reserve,
+        reserved_peak_bytes=peak_required.at(mb) - extra.outside_allocator().at(mb),
         peak_bytes=peak_required.at(mb),
         peak_moment=peak_moment.name,
         peak_phase=peak_moment.phase,
