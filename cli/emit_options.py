@@ -1,0 +1,72 @@
+"""`--emit` and its placeholders, shared by the commands that produce a plan (`recommend`).
+
+    @click.command()
+    @emit_options
+    def recommend_command(..., emit, out, dataset, template, model_path, output_dir): ...
+        if emit:
+            for path in write_emit(model, gpus, config, emit=emit, out=out, dataset=dataset, ...):
+                click.echo(f"wrote {path}")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fitplan.solver.emit_deepspeed import deepspeed_config
+from fitplan.solver.emit_llamafactory import DS_CONFIG_JSON, LAUNCH_SH, EmitPlaceholders, llamafactory_files
+from fitplan.solver.errors import ConfigFileError
+from fitplan.solver.gpu_spec import GpuSet
+from fitplan.solver.model_spec import ModelSpec
+from fitplan.solver.training_config import TrainConfig
+
+EMIT_CHOICES = ("llamafactory", "deepspeed")
+DEFAULT_OUT_DIR = "out"
+EMIT_OPTION_NAMES = ("emit", "out", "dataset", "template", "model_path", "output_dir")
+
+
+def emit_options(func):
+    """Add --emit, -o/--out and the placeholder flags to a click command."""
+    options = [
+        click.option("--emit", type=click.Choice(EMIT_CHOICES, case_sensitive=False), default=None,
+                     help="Write ready-to-run files: llamafactory (train.yaml, ds_config.json, launch.sh) or "
+                          "deepspeed (ds_config.json alone, no \"auto\", for other trainers)."),
+        click.option("-o", "--out", type=click.Path(file_okay=False), default=DEFAULT_OUT_DIR, show_default=True,
+                     help="Directory for the --emit files."),
+        click.option("--dataset", default=None, help="LLaMA-Factory dataset names (default: its demo datasets)."),
+        click.option("--template", default=None, help="LLaMA-Factory chat template (default: the model family's)."),
+        click.option("--model-path", default=None, help="model_name_or_path (default: the catalog's Hub id)."),
+        click.option("--output-dir", default=None, help="Where training writes checkpoints (default: saves/...)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def write_emit(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, emit: str | None, out: str | Path = DEFAULT_OUT_DIR,
+               dataset: str | None = None, template: str | None = None, model_path: str | None = None,
+               output_dir: str | None = None, reasons: dict[str, str] | None = None, **_ignored) -> list[Path]:
+    """Write the files of `--emit` into `out`; returns the paths written (none when emit is None)."""
+    if not emit:
+        return []
+    if emit == "deepspeed":
+        files = {DS_CONFIG_JSON: json.dumps(deepspeed_config(config, gpus, fill_auto=True, model=model), indent=2) + "\n"}
+    else:
+        placeholders = EmitPlaceholders(dataset=dataset, template=template, model_path=model_path,
+                                        output_dir=output_dir)
+        files = llamafactory_files(model, gpus, config, placeholders, reasons)
+    directory = Path(out)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, content in files.items():
+            path = directory / name
+            path.write_text(content)
+            if name == LAUNCH_SH:
+                path.chmod(0o755)
+            written.append(path)
+    except OSError as exc:
+        raise ConfigFileError(f"cannot write to {directory}: {exc.strerror or exc}; choose another -o/--out") from None
+    return written
