@@ -30,7 +30,7 @@ from fitplan.solver.catalog import load_model, parse_gpu_set  # noqa: E402
 from fitplan.solver.framework_profiles import MS_SWIFT_2024_01, FrameworkProfile  # noqa: E402
 from fitplan.solver.gpu_spec import GIB, GpuSet  # noqa: E402
 from fitplan.solver.model_spec import ModelSpec  # noqa: E402
-from fitplan.solver.overhead import allocator_reserve, overheads  # noqa: E402
+from fitplan.solver.overhead import allocator_reserve, overheads, variable_length_reserve_at  # noqa: E402
 from fitplan.solver.speed import step_time  # noqa: E402
 from fitplan.solver.training_config import TrainConfig  # noqa: E402
 
@@ -148,8 +148,8 @@ def predict(row: Row, gpus: GpuSet, profile: FrameworkProfile = MS_SWIFT_2024_01
     best = None
     for moment in profile.moments(model, config):
         tensor = moment.total()
-        reserved = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction,
-                                              extra.variable_length_blocks) + extra.allocator_side()
+        blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
+        reserved = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction, blocks) + extra.allocator_side()
         if best is None or reserved.at(mb) > best[1]:
             best = (moment.name, reserved.at(mb), tensor.at(mb))
     name, reserved_bytes, tensor_bytes = best

@@ -12,7 +12,7 @@ from .gpu_spec import GIB, GpuSet
 from .memory_peak import Moment, host_ram_bytes, step_moments
 from .memory_states import frozen_params, trainable_params
 from .model_spec import ModelSpec
-from .overhead import allocator_reserve, overheads
+from .overhead import allocator_reserve, overheads, variable_length_reserve_at
 from .rules import violations
 from .training_config import TrainConfig
 
@@ -91,7 +91,8 @@ def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig
     for moment in step_moments(model, config, gpus.gpus_per_node):
         tensor = moment.total()
         # lead: the allocator reserve now includes the cached variable-length loss-buffer segments
-        required = (tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction, extra.variable_length_blocks)
+        required = (tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction,
+                                                  variable_length_reserve_at(moment, extra.variable_length_blocks))
                     + fixed_overheads)
         result.append((moment, tensor, required))
     return result
@@ -116,7 +117,8 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     extra = overheads(model, gpus.gpu, config)
     overhead_bytes = {name: term.at(mb) for name, term in extra.terms.items()}
     # lead: variable-length segments are part of the reserve; reserved = all but what lives outside the allocator
-    reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction, extra.variable_length_blocks).at(mb)
+    reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction,
+                                variable_length_reserve_at(peak_moment, extra.variable_length_blocks)).at(mb)
     overhead_bytes = {"allocator_reserve": reserve, **overhead_bytes}
     capacity = gpus.gpu.memory_bytes
     notes = []
