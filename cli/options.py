@@ -51,6 +51,15 @@ def knob_options(func):
     return func
 
 
+def data_shape_options(func):
+    """How long the samples really are: decides the caching allocator's variable-length reserve."""
+    func = click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
+                        help="Mean tokens per sample of your data (default: seq-len, the conservative end).")(func)
+    func = click.option("--packing/--no-packing", default=False, show_default=True,
+                        help="Samples packed to exactly seq-len (LLaMA-Factory packing): no variable-length reserve.")(func)
+    return func
+
+
 def workload_options(func):
     func = click.option("--global-batch", type=click.IntRange(min=1), default=None,
                         help="Samples per optimizer step over all GPUs.")(func)

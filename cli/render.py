@@ -17,6 +17,7 @@ TERM_LABELS = {
     "comm_buffers": "comm buffers",
     "zero3_gathered_layer": "ZeRO-3 gathered layer",
     "allocator_reserve": "allocator reserve",
+    "variable_length_cache": "variable-length cache",
     "cuda_context": "CUDA context",
     "kernel_workspaces": "kernel workspaces",
     "nccl_buffers": "NCCL buffers",

@@ -116,12 +116,16 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     peak_moment, peak_tensor, peak_required = rows[peak_index]
     extra = overheads(model, gpus.gpu, config)
     overhead_bytes = {name: term.at(mb) for name, term in extra.terms.items()}
-    # lead: variable-length segments are part of the reserve; reserved = all but what lives outside the allocator
-    reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction,
-                                variable_length_reserve_at(peak_moment, extra.variable_length_blocks)).at(mb)
-    overhead_bytes = {"allocator_reserve": reserve, **overhead_bytes}
+    # Reserved = everything but what lives outside the caching allocator. The allocator's reserve
+    # is shown in two parts: the steady slack, and the cached variable-length loss segments.
+    steady_reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction).at(mb)
+    variable_cache = variable_length_reserve_at(peak_moment, extra.variable_length_blocks).at(mb)
+    overhead_bytes = {"allocator_reserve": steady_reserve, "variable_length_cache": variable_cache, **overhead_bytes}
     capacity = gpus.gpu.memory_bytes
     notes = []
+    if variable_cache and config.mean_sample_len is None:
+        notes.append("the allocator reserve assumes unpacked samples averaging seq_len tokens (the conservative "
+                     "end); pass --mean-sample-len for your data or --packing to tighten it")
     if config.seq_len > model.max_position_embeddings:
         notes.append(f"seq_len {config.seq_len} is beyond the model's {model.max_position_embeddings} "
                      "positions: set rope_scaling")

@@ -41,6 +41,12 @@ class Workload(BaseModel):
 
     seq_len: int = Field(default=2048, ge=1)
     global_batch: int | None = Field(default=None, ge=1)  # samples per optimizer step, all GPUs
+    packing: bool = False  # samples packed to exactly seq_len (LLaMA-Factory `packing`)
+    mean_sample_len: int | None = Field(default=None, ge=1)  # None = unknown, taken as seq_len
+
+    def data_shape(self) -> dict:
+        """The TrainConfig fields that describe the data rather than a knob."""
+        return {"seq_len": self.seq_len, "packing": self.packing, "mean_sample_len": self.mean_sample_len}
 
 
 class Instance(BaseModel):
@@ -69,4 +75,4 @@ def config_for_estimate(instance: Instance) -> TrainConfig:
     if instance.workload.global_batch and "grad_accum" not in pins:
         per_step = pins.get("micro_batch", 1) * pins["n_gpus"]
         pins["grad_accum"] = max(1, -(-instance.workload.global_batch // per_step))
-    return make_config(seq_len=instance.workload.seq_len, **pins)
+    return make_config(**instance.workload.data_shape(), **pins)

@@ -95,16 +95,21 @@ def flash_backward_workspace(model: ModelSpec, config: TrainConfig) -> Affine:
 
 
 def variable_length_block_reserve(model: ModelSpec, config: TrainConfig,
-                                  mean_length_fraction: float = 1.0) -> Affine:
+                                  mean_length_fraction: float | None = None) -> Affine:
     """Cached segments of the vocabulary-sized loss buffers left by micro-steps of other lengths
     (fitted; module docstring). `mean_length_fraction` = mean sample length / seq_len of the
-    data; 1 when unknown (conservative)."""
+    data (default: the config's, 1 when unknown: conservative). Packed data has one length, so
+    no segment is left behind (lead: packing removes the term)."""
+    if config.packing:
+        return ZERO
+    if mean_length_fraction is None:
+        mean_length_fraction = config.mean_length_fraction
     bytes_per_token = VARIABLE_LENGTH_BLOCK_FACTOR * logits_loss_per_token(model) * mean_length_fraction
     return per_token(bytes_per_token, config.seq_len)
 
 
 def overheads(model: ModelSpec, gpu: GpuSpec, config: TrainConfig,
-              mean_length_fraction: float = 1.0) -> Overheads:
+              mean_length_fraction: float | None = None) -> Overheads:
     """Everything beyond tensor memory, per GPU."""
     terms = {
         "cuda_context": fixed(CUDA_CONTEXT_BYTES),

@@ -69,6 +69,11 @@ class TrainConfig(BaseModel):
     optim: Optimizer = Optimizer.adamw
     precision: Precision = Precision.bf16
     n_gpus: int = Field(default=1, ge=1)  # GPUs used, all data-parallel
+    # The data's shape, which decides the caching allocator's variable-length reserve
+    # (solver/overhead.py): packed samples are all seq_len long; otherwise the mean sample length
+    # (None = unknown, taken as seq_len: the conservative end).
+    packing: bool = False
+    mean_sample_len: int | None = Field(default=None, ge=1)
 
     @field_validator("bits")
     @classmethod
@@ -92,6 +97,8 @@ class TrainConfig(BaseModel):
             raise ValueError("optimizer offload needs DeepSpeed ZeRO 1, 2 or 3 (--zero)")
         if self.offload == Offload.all and self.zero_stage != 3:
             raise ValueError("parameter offload (--offload all) needs ZeRO-3 (--zero 3)")
+        if self.mean_sample_len is not None and self.mean_sample_len > self.seq_len:
+            raise ValueError(f"mean_sample_len {self.mean_sample_len} exceeds seq_len {self.seq_len}")
         if self.precision == Precision.pure_bf16 and self.zero_stage == 3:
             raise ValueError("`pure_bf16` is incompatible with DeepSpeed ZeRO-3 (LLaMA-Factory)")
         return self
@@ -99,6 +106,13 @@ class TrainConfig(BaseModel):
     @property
     def uses_lora(self) -> bool:
         return self.method in (Method.lora, Method.qlora)
+
+    @property
+    def mean_length_fraction(self) -> float:
+        """Mean tokens per sample / seq_len: 1 for packed data or when the mean is unknown."""
+        if self.packing or self.mean_sample_len is None:
+            return 1.0
+        return self.mean_sample_len / self.seq_len
 
     @property
     def tokens_per_micro_batch(self) -> int:
