@@ -21,14 +21,40 @@ from __future__ import annotations
 from enum import Enum
 
 from .memory_states import FP32_BYTES, HALF_BYTES, lora_targets, uses_deepspeed
-from .model_spec import MlpKind, ModelSpec
+from .model_spec import Family, MlpKind, ModelSpec
 from .training_config import Attention, Method, Precision, TrainConfig
 
 RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
 LOSS_BYTES_PER_VOCAB = 12  # fp32 log_softmax output + its grad + grad input (trace-notes P6)
-SOFTCAP_BYTES_PER_VOCAB = 4  # Gemma-2 final logit soft-capping: tanh keeps its 16-bit output + division
+# Gemma-2 final logit soft-capping: tanh keeps its 16-bit output. Settled by the trace
+# (gemma2-shaped h=256 V=16384, lora sdpa s=128: logits_loss 14.0 B/vocab/token, not 16).
+SOFTCAP_BYTES_PER_VOCAB = 2
+# Bytes per vocab entry per token alive at the end of the forward (inside autocast, at nll_loss):
+# 16-bit logits + their fp32 upcast + the fp32 log_softmax output. Settled by the trace
+# (llama-shaped h=256 V=4096, full ckpt sdpa s=256 b=2: forward/head 10.1 B/vocab/token).
+FORWARD_END_LOGITS_BYTES_PER_VOCAB = 10
 EAGER_PROBS_BYTES_PER_HEAD_KEY = 6  # fp32 softmax output + its 16-bit copy, per head per key
 FLASH_LSE_BYTES_PER_HEAD = 4  # fp32 logsumexp per head per token saved by SDPA-flash / FA2
+
+
+def effective_attention(model: ModelSpec, config: TrainConfig) -> Attention:
+    """Gemma-2 declares no SDPA support in transformers 5 (SDPA cannot soft-cap), so an sdpa run
+    is an eager run; fa2 soft-caps inside the kernel and keeps the flash footprint."""
+    if model.model_type == "gemma2" and config.attn == Attention.sdpa:
+        return Attention.eager
+    return config.attn
+
+
+def _fused_qkv(model: ModelSpec) -> bool:
+    """One qkv linear whose output q, k and v are views of (Phi-3, ChatGLM, Qwen1, Baichuan)."""
+    return model.family in (Family.phi3, Family.chatglm, Family.qwen, Family.baichuan)
+
+
+def _gemma_norm(model: ModelSpec) -> bool:
+    """Gemma-2's RMSNorm computes `norm(x.float()) * (1 + w.float())` in fp32 and returns
+    `type_as(x)`: a trainable weight keeps the fp32 normalized input, and the output has the
+    input's dtype whatever the weight's."""
+    return model.model_type == "gemma2"
 
 
 class LayerRole(str, Enum):
@@ -73,13 +99,14 @@ def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
     h = model.hidden_size
     saved = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
     if role == LayerRole.trainable:
-        saved += stream_bytes(config) * h
+        # Gemma-2: fp32 normalized input (trace, gemma2-shaped freeze eager: 4h per norm).
+        saved += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
     return saved
 
 
-def _norm_output_bytes(config: TrainConfig, role: LayerRole) -> int:
+def _norm_output_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
     """dtype of a norm's output: fp32 when its weight was upcast (trainable, AMP), else the stream's."""
-    if role == LayerRole.trainable and autocast_on(config):
+    if role == LayerRole.trainable and autocast_on(config) and not _gemma_norm(model):
         return FP32_BYTES
     return stream_bytes(config)
 
@@ -96,9 +123,12 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
             consumers = [m for m in modules if m.input_tensor == tensor]
             if not consumers:
                 continue
-            in_bytes = cb if tensor in ("attn_out", "mlp_mid") else _norm_output_bytes(config, role)
-            if tensor == "attn_out" and config.attn != Attention.eager:
-                continue  # o_proj's input is the SDPA output storage, counted with attention
+            in_bytes = cb if tensor in ("attn_out", "mlp_mid") else _norm_output_bytes(model, config, role)
+            if tensor == "attn_out" and effective_attention(model, config) != Attention.eager:
+                if model.family not in (Family.phi3, Family.chatglm):
+                    continue  # o_proj's input is the SDPA output storage, counted with attention
+                # Phi-3 class: o_proj gets its own contiguous copy of the SDPA output (trace,
+                # phi3-shaped full sdpa: +2q per token per layer).
             if in_bytes != cb and autocast_on(config):
                 saved += cb * width * len(consumers)  # each op casts its own copy
             else:
@@ -119,26 +149,45 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
     # Adapters in the compute dtype (DeepSpeed casts the module; fp32 runs) save their input
     # itself: one storage per input tensor, shared by the adapters that read it.
     for tensor in {m.input_tensor for m in targets}:
-        if tensor == "attn_out" and config.attn != Attention.eager:
+        if tensor == "attn_out" and effective_attention(model, config) != Attention.eager:
             continue  # the SDPA output storage, counted with attention
         saved += cb * widths[tensor]
     return saved + sum(cb * rank * m.count for m in targets)
 
 
-def _attention_bytes(model: ModelSpec, config: TrainConfig) -> int:
+def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = LayerRole.lora) -> int:
     """What attention keeps per token: SDPA-flash / FA2 keep q, k, v, the output and an fp32
     logsumexp; eager keeps q, the repeat_kv copies of k and v, and the fp32 + 16-bit
-    probabilities (b * heads * s^2 in total, so per token it grows with s)."""
+    probabilities (b * heads * s^2 in total, so per token it grows with s).
+
+    With a fused qkv linear, v is a view of the fused output, so that whole storage is what
+    stays (trace, phi3-shaped MHA lora sdpa and eager: +2q+2kv per token per layer)."""
     cb = compute_bytes(config)
     nh = model.num_attention_heads
+    q, kv = model.q_dim, model.kv_dim
     qk_norm = 0
     if model.qk_norm:  # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt
-        qk_norm = FP32_BYTES * (model.q_dim + model.kv_dim) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
-    if config.attn == Attention.eager:
-        kv_saved = 2 * cb * (model.q_dim if model.num_kv_heads != nh else model.kv_dim)
+        qk_norm = FP32_BYTES * (q + kv) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
+        if role == LayerRole.trainable:
+            # a trainable q/k norm weight also keeps its 16-bit normalized input (trace,
+            # qwen3-shaped full sdpa: +2(q+kv) per token per layer)
+            qk_norm += cb * (q + kv)
+    v_bytes = cb * (q + 2 * kv) if _fused_qkv(model) else cb * kv
+    if effective_attention(model, config) == Attention.eager:
+        gqa = model.num_kv_heads != nh
+        k_saved = cb * (q if gqa else kv)
+        v_saved = cb * q if gqa else v_bytes  # repeat_kv copies under GQA, else v itself
         probs = EAGER_PROBS_BYTES_PER_HEAD_KEY * nh * config.seq_len
-        return cb * model.q_dim + kv_saved + probs + qk_norm
-    return cb * model.q_dim + 2 * cb * model.kv_dim + cb * model.q_dim + FLASH_LSE_BYTES_PER_HEAD * nh + qk_norm
+        if cb == FP32_BYTES:
+            # fp32 runs: softmax(dtype=fp32).to(fp32) is the same storage, so only the fp32
+            # probabilities stay (trace, llama-shaped lora eager fp32 s=128: -2 * heads * s)
+            probs = FP32_BYTES * nh * config.seq_len
+        if model.model_type == "gemma2":
+            # attention logit soft-capping keeps tanh's 16-bit output (trace, gemma2-shaped
+            # lora eager s=128: +2 * heads * s per token per layer)
+            probs += cb * nh * config.seq_len
+        return cb * q + k_saved + v_saved + probs + qk_norm
+    return cb * q + cb * kv + v_bytes + cb * q + FLASH_LSE_BYTES_PER_HEAD * nh + qk_norm
 
 
 def _mlp_bytes(model: ModelSpec, config: TrainConfig) -> int:
@@ -153,7 +202,7 @@ def layer_bytes_per_token(model: ModelSpec, config: TrainConfig, role: LayerRole
     if role == LayerRole.frozen_no_grad:
         return 0
     norms = model.norms_per_layer * _norm_bytes(model, config, role)
-    return (norms + _linear_input_bytes(model, config, role) + _attention_bytes(model, config)
+    return (norms + _linear_input_bytes(model, config, role) + _attention_bytes(model, config, role)
             + _mlp_bytes(model, config))
 
 
@@ -168,15 +217,29 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
     h = model.hidden_size
     roles = layer_roles(model, config)
     final_norm = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
+    if config.method == Method.full:
+        # the final norm's weight trains too: it keeps its normalized input (trace, llama-shaped
+        # full sdpa: +4h per token with the fp32 stream)
+        final_norm += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
     if config.grad_ckpt:
         per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
-        eager_mask = 2 * config.seq_len if config.attn == Attention.eager else 0  # 4D mask kept as a checkpoint input
+        eager_mask = 2 * config.seq_len if effective_attention(model, config) == Attention.eager else 0  # 4D mask kept as a checkpoint input
         return per_layer + final_norm + eager_mask
     total = sum(layer_bytes_per_token(model, config, r) for r in roles)
     embedding_trains = config.method == Method.full
-    if not embedding_trains and roles and roles[0] != LayerRole.frozen_no_grad:
-        total -= FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES  # layer 0's input needs no grad
+    if not embedding_trains and any(r != LayerRole.frozen_no_grad for r in roles):
+        # The first layer that keeps anything gets an input that needs no grad: its first norm
+        # keeps neither the fp32 input nor rsqrt (trace: layer 0 under LoRA, and the first
+        # trainable layer under freeze, llama-shaped freeze sdpa: -(4h + 4)).
+        total -= FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
     return total + final_norm
+
+
+def forward_end_logits_per_token(model: ModelSpec) -> int:
+    """Logits bytes alive at the end of the forward (still inside autocast): 16-bit logits,
+    their fp32 upcast and the log_softmax output, plus Gemma-2's soft-capping tanh output."""
+    per_vocab = FORWARD_END_LOGITS_BYTES_PER_VOCAB + (SOFTCAP_BYTES_PER_VOCAB if model.final_logit_softcapping else 0)
+    return per_vocab * model.vocab_size
 
 
 def logits_loss_per_token(model: ModelSpec) -> int:
@@ -196,7 +259,7 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig) 
         role = LayerRole.trainable
     recomputed = layer_bytes_per_token(model, config, role) if config.grad_ckpt else 0
     mlp_moment = recomputed + 12 * h + 4 * i
-    if config.attn == Attention.eager:
+    if effective_attention(model, config) == Attention.eager:
         softmax_moment = recomputed + 12 * model.num_attention_heads * config.seq_len + 24 * h
         return max(mlp_moment, softmax_moment)
     return mlp_moment

@@ -48,11 +48,6 @@ def compute_dtype(config: TrainConfig) -> torch.dtype:
             Precision.fp16: torch.float16, Precision.fp32: torch.float32}[config.precision]
 
 
-def trainable_dtype(config: TrainConfig) -> torch.dtype:
-    """LLaMA-Factory (model/adapter.py) upcasts trainable parameters to fp32 unless pure_bf16."""
-    return torch.bfloat16 if config.precision == Precision.pure_bf16 else torch.float32
-
-
 def _hf_config(spec: ModelSpec, notes: list[str]):
     import transformers as tf
 
@@ -167,7 +162,8 @@ def lora_target_names(spec: ModelSpec, config: TrainConfig) -> list[str]:
 
 def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
     """The training-ready model on `meta`: gradient checkpointing (non-reentrant), LoRA or
-    freezing, trainable parameters in `trainable_dtype`."""
+    freezing. LLaMA-Factory (model/adapter.py) upcasts trainable parameters to fp32 unless
+    pure_bf16; peft itself makes LoRA adapters fp32 (autocast_adapter_dtype=True)."""
     import transformers as tf
 
     notes: list[str] = []
@@ -218,9 +214,14 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
         trainable = {id(p) for layer in inner.layers[spec.num_layers - n_train:] for p in layer.parameters()}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
-    for p in model.parameters():
-        if p.requires_grad:
-            p.data = p.data.to(trainable_dtype(config))
+    if config.precision != Precision.pure_bf16:
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.to(torch.float32)
+    elif config.method in (Method.lora, Method.qlora):
+        notes.append("pure_bf16 LoRA: peft's autocast_adapter_dtype=True keeps the adapters in fp32 "
+                     "(LLaMA-Factory does not cast them back), so adapter params, grads and Adam "
+                     "states are fp32.")
 
     return BuiltModel(model=model, hf_class=type(inner).__name__.replace("Model", "ForCausalLM"),
                       attn_implementation=attn, decoder_layers=list(inner.layers),

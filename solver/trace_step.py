@@ -64,7 +64,9 @@ class TraceResult(BaseModel):
     peak_op: str  # the aten op whose output made the peak
     peak_layer: str  # "embed", "layer 12", "head" or "" (optimizer)
     phase_peaks_bytes: dict[str, int]
+    region_peaks_bytes: dict[str, int]  # "forward/head", "backward/layer 0", "optimizer", ...
     breakdown_bytes: dict[str, int]  # category -> bytes live at the peak (the formula's terms)
+    activations_by_region_bytes: dict[str, int]  # at the peak: "embed", "layer 0", ..., "head"
     trainable_params: int
     frozen_params: int
     micro_steps_per_step: int
@@ -207,7 +209,8 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
         model=model.name, config=config.model_dump(mode="json"), hf_class=built.hf_class,
         attn_implementation=built.attn_implementation, optimizer_impl=impl, fake=fake,
         traced_peak_bytes=peak.bytes, peak_phase=peak.phase, peak_op=peak.op, peak_layer=peak.layer,
-        phase_peaks_bytes=dict(tracker.phase_peaks), breakdown_bytes=peak.breakdown,
+        phase_peaks_bytes=dict(tracker.phase_peaks), region_peaks_bytes=dict(tracker.region_peaks), breakdown_bytes=peak.breakdown,
+        activations_by_region_bytes=peak.activations_by_region,
         trainable_params=n_trainable, frozen_params=n_total - n_trainable,
         micro_steps_per_step=config.grad_accum, elapsed_s=round(time.perf_counter() - started, 3),
         notes=notes)

@@ -50,6 +50,7 @@ class PeakRecord:
     layer: str = ""
     step: int = 0
     breakdown: dict[str, int] = field(default_factory=dict)
+    activations_by_region: dict[str, int] = field(default_factory=dict)  # "layer 3" -> saved bytes
 
 
 class StorageTracker(TorchDispatchMode):
@@ -63,6 +64,8 @@ class StorageTracker(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self._live: dict[int, tuple[int, str, int]] = {}  # StorageImpl address -> (bytes, category, seq)
+        self._region_of: dict[int, str] = {}  # activations only: the region that made them
+        self.activations_by_region: dict[str, int] = {}
         self._seq = 0
         self._finalizers: dict[int, weakref.finalize] = {}
         self.by_category: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
@@ -73,6 +76,7 @@ class StorageTracker(TorchDispatchMode):
         self.record_from_step = 0  # peaks are only recorded from this step on
         self.peak = PeakRecord()
         self.phase_peaks: dict[str, int] = {}
+        self.region_peaks: dict[str, int] = {}  # "backward/layer 3" -> peak bytes while there
 
     # ---- bookkeeping --------------------------------------------------------------------
     def _category_for_new(self) -> str:
@@ -101,6 +105,9 @@ class StorageTracker(TorchDispatchMode):
         cat = category or self._category_for_new()
         self._seq += 1
         self._live[key] = (size, cat, self._seq)
+        if cat == ACTIVATIONS:
+            self._region_of[key] = self.region
+            self.activations_by_region[self.region] = self.activations_by_region.get(self.region, 0) + size
         self.by_category[cat] += size
         self.live_bytes += size
         self._finalizers[key] = weakref.finalize(storage, self._release, key)
@@ -115,6 +122,7 @@ class StorageTracker(TorchDispatchMode):
 
     def _move(self, key: int, category: str) -> None:
         size, old, seq = self._live[key]
+        self._forget_region(key, size)
         self.by_category[old] -= size
         self.by_category[category] += size
         self._live[key] = (size, category, seq)
@@ -122,12 +130,18 @@ class StorageTracker(TorchDispatchMode):
             self.peak.breakdown[old] -= size
             self.peak.breakdown[category] += size
 
+    def _forget_region(self, key: int, size: int) -> None:
+        region = self._region_of.pop(key, None)
+        if region is not None:
+            self.activations_by_region[region] -= size
+
     def _release(self, key: int) -> None:
         entry = self._live.pop(key, None)
         self._finalizers.pop(key, None)
         if entry is None:
             return
         size, cat, _ = entry
+        self._forget_region(key, size)
         self.by_category[cat] -= size
         self.live_bytes -= size
 
@@ -136,9 +150,13 @@ class StorageTracker(TorchDispatchMode):
             return
         if self.live_bytes > self.phase_peaks.get(self.phase, -1):
             self.phase_peaks[self.phase] = self.live_bytes
+        where = f"{self.phase}/{self.region}" if self.region else self.phase
+        if self.live_bytes > self.region_peaks.get(where, -1):
+            self.region_peaks[where] = self.live_bytes
         if self.live_bytes > self.peak.bytes:
             self.peak = PeakRecord(bytes=self.live_bytes, seq=self._seq, phase=self.phase, op=self._current_op,
-                                   layer=self.region, step=self.step, breakdown=dict(self.by_category))
+                                   layer=self.region, step=self.step, breakdown=dict(self.by_category),
+                                   activations_by_region={k: v for k, v in self.activations_by_region.items() if v})
 
     def detach_all(self) -> None:
         """Stop listening for storage deaths (the tracker is done; its numbers stay)."""
