@@ -73,9 +73,7 @@ def _speed_tokens_per_s(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> 
     return step_time(model, gpus, config).tokens_per_s
 
 
-def nearest_fitting(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Estimate, list[str]] | None:
-    """The fitting configuration that changes the fewest memory-only knobs of `config` (same
-    method, rank, sequence length and global batch), the fastest among equals; None if none fits."""
+def _nearest_by_local_search(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Estimate, list[str]] | None:
     best = None
     for candidate in _variants(config, gpus):
         if candidate == config or violations(model, gpus, candidate):
@@ -88,6 +86,51 @@ def nearest_fitting(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tupl
         if best is None or key < best[0]:
             best = (key, result, changed)
     return None if best is None else (best[1], best[2])
+
+
+# Pins relaxed together, one group at a time, most harmless first: memory-only knobs, then the
+# optimizer and precision, then the method (which changes what is trained).
+RELAX_GROUPS = (("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), ("zero_stage", "offload"), ("offload",),
+                ("optim",), ("precision",), ("method", "bits", "lora_rank", "lora_targets", "freeze_layers"),
+                ("micro_batch", "grad_accum", "grad_ckpt", "attn", "zero_stage", "offload"),
+                ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
+                 "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision"))
+
+
+def _nearest_by_recommend(model: ModelSpec, gpus: GpuSet, config: TrainConfig, recommend, settings_type):
+    """`recommend` with the file's knobs pinned but one group, for each group; the answer that
+    changes the fewest knobs (then the fastest). Global batch and sequence length stay."""
+    from fitplan.solver.instance import Instance, Pins, Workload
+
+    pinned = {k: getattr(config, k) for k in Pins.model_fields}
+    best = None
+    for group in RELAX_GROUPS:
+        pins = Pins(**{k: v for k, v in pinned.items() if k not in group})
+        instance = Instance(model=model, gpus=gpus, workload=Workload(seq_len=config.seq_len,
+                                                                      global_batch=config.global_batch), pins=pins)
+        try:
+            answer = recommend(instance, settings_type(time_limit_s=2.0), explain_failure=False)
+        except FitplanError:
+            continue
+        if answer.plan is None or answer.estimate is None or not answer.estimate.fits:
+            continue
+        changed = _changed(config, answer.plan)
+        key = (len(changed), -(answer.tokens_per_s or 0.0))
+        if best is None or key < best[0]:
+            best = (key, answer.estimate, changed)
+    return None if best is None else (best[1], best[2])
+
+
+def nearest_fitting(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Estimate, list[str]] | None:
+    """The fitting configuration that changes the fewest knobs of `config`, the fastest among
+    equals; None if none fits. Uses the recommender (memory headroom, host RAM for offload) when
+    it is installed, else a search over the memory-only knobs (same method, rank, sequence length
+    and global batch)."""
+    try:
+        from fitplan.solver.recommend import SolverSettings, recommend
+    except ImportError:
+        return _nearest_by_local_search(model, gpus, config)
+    return _nearest_by_recommend(model, gpus, config, recommend, SolverSettings)
 
 
 def _oom_first(result: Estimate) -> str:
@@ -110,8 +153,13 @@ def _estimate_for_file(model: ModelSpec, gpus: GpuSet, run: LlamaFactoryRun) -> 
               help="Catalog name or config.json path, when model_name_or_path is not a catalog model.")
 @click.option("--n-gpus", type=click.IntRange(min=1), default=None,
               help="GPUs the run uses (default: all of --gpus).")
+@click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
+              help="Mean tokens per sample of your data, when not packed (default: cutoff_len, the conservative end).")
+@click.option("--nearest/--no-nearest", default=True, show_default=True,
+              help="When it does not fit, search the nearest configuration that does.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | None, as_json: bool) -> int:
+def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | None, mean_sample_len: int | None,
+                  nearest: bool, as_json: bool) -> int:
     """Does an existing LLaMA-Factory training YAML fit on these GPUs?"""
     gpu_set = parse_gpu_set(gpus)
     used = n_gpus or gpu_set.total_gpus
@@ -119,9 +167,11 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
         raise InvalidConfigurationError(f"--n-gpus {used} is more than the {gpu_set.total_gpus} GPUs in {gpu_set.label()}")
     probe = read_llamafactory_config(yaml_path, n_gpus=used)
     spec = _resolve_model(probe, model)
-    run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type)
+    run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type,
+                                   mean_sample_len=mean_sample_len)
     result = _estimate_for_file(spec, gpu_set, run)
-    nearest = None if result.fits else nearest_fitting(spec, gpu_set, run.config)
+    search = nearest and not result.fits
+    nearest = nearest_fitting(spec, gpu_set, run.config) if search else None
 
     if as_json:
         payload = {"file": run.source, "deepspeed_file": run.deepspeed_path, "errors": run.errors,
@@ -134,9 +184,11 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
         click.echo(render_estimate(result))
         if not result.fits:
             click.echo(f"would run out of memory first: {_oom_first(result)}")
-            if nearest is None:
-                click.echo("nearest fit: none by micro batch, checkpointing, attention, ZeRO or offload alone; "
-                           "try `fitplan recommend` (QLoRA, fewer trainable parameters, a shorter cutoff_len)")
+            if not search:
+                pass
+            elif nearest is None:
+                click.echo("nearest fit: none at this cutoff_len and global batch on these GPUs; try `fitplan "
+                           "recommend` for a shorter --seq-len or more GPUs")
             else:
                 fit, changed = nearest
                 click.echo(f"nearest fit (changes {', '.join(changed)}): {describe_config(fit)}, "

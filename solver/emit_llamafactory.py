@@ -144,7 +144,8 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
     """One short reason per decided knob, keyed by TrainConfig field name."""
     gpu = gpus.gpu
     reasons = {
-        "method": f"{config.method.value} fine-tuning",
+        "method": "LoRA adapters on a bitsandbytes-quantized base (QLoRA)" if config.method == Method.qlora
+                  else f"{config.method.value} fine-tuning",
         "lora_rank": "LoRA rank of the plan (LLaMA-Factory default 8)",
         "lora_targets": "adapters on these linear modules (all = every linear of each layer)",
         "freeze_layers": "the last N decoder layers train, the rest are frozen",
@@ -167,6 +168,7 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
                       Precision.pure_bf16: "pure bf16: bf16 parameters and optimizer states, no AMP",
                       Precision.fp32: "fp32"}[config.precision],
         "bits": f"{config.bits}-bit bitsandbytes base weights (QLoRA)",
+        "packing": "samples packed to exactly cutoff_len tokens, as planned",
     }
     return reasons
 
@@ -214,6 +216,11 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     y.key("template", placeholders.template or default_template(model),
           "" if placeholders.template else "PLACEHOLDER: the model's chat template (--template)")
     y.key("cutoff_len", config.seq_len, _why("cutoff_len", "seq_len", why))
+    if config.packing:
+        y.key("packing", True, _why("packing", "packing", why))
+    elif config.mean_sample_len:
+        y.lines.append(f"# memory planned for samples of {config.mean_sample_len} tokens on average "
+                       "(fitplan --mean-sample-len; not a LLaMA-Factory key)")
     y.key("overwrite_cache", True)
     y.key("preprocessing_num_workers", 16)
     y.key("dataloader_num_workers", 4)
@@ -278,8 +285,8 @@ def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "") -> st
         lines.append(f"export CUDA_VISIBLE_DEVICES={devices}")
     lines.append(f"export FORCE_TORCHRUN=1 NPROC_PER_NODE={per_node}")
     if nodes > 1:
-        lines += [f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, "
-                  f"1..{nodes - 1} on the others",
+        others = f"1..{nodes - 1} on the others" if nodes > 2 else "1 on the other"
+        lines += [f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, {others}",
                   f"export NNODES={nodes}",
                   'export NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
                   'export MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',

@@ -149,7 +149,7 @@ UNSUPPORTED_TRUE_FLAGS = {
     "use_dora": "DoRA keeps extra magnitude vectors and activations: more memory than estimated",
     "pissa_init": "PiSSA initialization is not modelled (same adapter sizes)",
     "use_rslora": "rsLoRA only rescales: same memory",
-    "neat_packing": "neat packing is not modelled: samples are planned as filling cutoff_len",
+    "neat_packing": "neat packing's block-diagonal attention is not modelled: estimated as packing",
     "fp8": "FP8 training is not modelled: estimated at 16-bit",
     "upcast_lmhead_output": "the fp32 lm_head output copy is not modelled",
     "use_v1_kernels": "LLaMA-Factory v1 kernels are not modelled",
@@ -331,8 +331,21 @@ def _unsupported(raw: dict, warnings: list[str]) -> None:
         warnings.append("freeze_trainable_modules other than 'all': estimated as whole layers training")
 
 
-def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None) -> LlamaFactoryRun:
-    """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs."""
+def _packing(raw: dict) -> bool:
+    """LLaMA-Factory packs when `packing` is true, when `neat_packing` is, and by default for the
+    `pt` stage (`packing: null` -> `stage == "pt"`, data_args / parser, schemas.md A.1)."""
+    if raw.get("neat_packing") is True:
+        return True
+    packing = raw.get("packing")
+    return _value(raw, "stage") == "pt" if packing is None else bool(packing)
+
+
+def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None,
+                        mean_sample_len: int | None = None) -> LlamaFactoryRun:
+    """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs.
+
+    `mean_sample_len` (the data's, which no LLaMA-Factory key holds) refines the allocator reserve
+    of unpacked runs; None = samples as long as cutoff_len (the conservative end)."""
     errors: list[str] = []
     warnings: list[str] = []
     unknown, typed = key_problems(raw)
@@ -349,8 +362,11 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
     _unsupported(raw, warnings)
     method, bits = _method_and_bits(raw, warnings)
 
+    packing = _packing(raw)
     knobs: dict = {"method": method, "bits": bits, "n_gpus": n_gpus,
-                   "seq_len": _value(raw, "cutoff_len"),
+                   # with packing LLaMA-Factory packs to cutoff_len - 1 tokens; cutoff_len is 1 token conservative
+                   "seq_len": _value(raw, "cutoff_len"), "packing": packing,
+                   "mean_sample_len": None if packing else mean_sample_len,
                    "micro_batch": _value(raw, "per_device_train_batch_size"),
                    "grad_accum": _value(raw, "gradient_accumulation_steps"),
                    "grad_ckpt": not _value(raw, "disable_gradient_checkpointing"),
@@ -390,9 +406,11 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
                            config=config, deepspeed_path=ds_path, errors=errors, warnings=warnings)
 
 
-def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None) -> LlamaFactoryRun:
+def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,
+                             mean_sample_len: int | None = None) -> LlamaFactoryRun:
     """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs.
 
     `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs)."""
     path = Path(path)
-    return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type)
+    return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
+                               mean_sample_len=mean_sample_len)

@@ -76,6 +76,9 @@ def covering_grid() -> list[tuple]:
                               if gpus.nodes == 1 else gpus.total_gpus, micro_batch=2, grad_accum=2, seq_len=512)
         assert config is not None, (method, stage, offload, precision, attn, gpus_text)
         plans.append((model, gpus, config))
+    model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set(a100)
+    plans.append((model, gpus, TrainConfig(packing=True, n_gpus=4, zero_stage=2)))
+    plans.append((model, gpus, TrainConfig(mean_sample_len=200, n_gpus=4)))
     for optim in Optimizer:
         model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set(a100)
         plans.append((model, gpus, TrainConfig(optim=optim, n_gpus=4, zero_stage=2 if optim.value == "sgd" else 0,

@@ -31,10 +31,16 @@ def emit(tmp_path, model, gpus, config, name="plan"):
 
 def test_check_reproduces_the_estimate_of_every_emitted_plan(tmp_path, capsys):
     plans = full_grid()[::7] + full_grid("qwen2.5-0.5b", "2x4xP4")[::11] + optimizer_grid()
+    model, gpus = load_model("qwen2.5-7b"), parse_gpu_set("8xA100-80G")
+    plans += [(model, gpus, TrainConfig(n_gpus=8, packing=True)),
+              (model, gpus, TrainConfig(n_gpus=8, mean_sample_len=300, micro_batch=4))]
     assert len(plans) > 100
     for index, (model, gpus, config) in enumerate(plans):
         path = emit(tmp_path, model, gpus, config, str(index))
-        code, out, err = run(capsys, "check", str(path), "--gpus", gpus.label(), "--json")
+        argv = ["check", str(path), "--gpus", gpus.label(), "--json", "--no-nearest"]
+        if config.mean_sample_len:
+            argv += ["--mean-sample-len", str(config.mean_sample_len)]
+        code, out, err = run(capsys, *argv)
         expected = estimate(model, gpus, config).to_json_dict()
         got = json.loads(out)["estimate"]
         # knobs the method does not use (a LoRA rank under full fine-tuning) are not in the file
@@ -51,17 +57,21 @@ def test_a_config_that_fits_exits_0_and_shows_the_breakdown(tmp_path, capsys):
 
 
 def test_a_config_that_does_not_fit_says_what_ooms_first_and_the_nearest_fit(tmp_path, capsys):
-    model, gpus = load_model("qwen2.5-7b"), parse_gpu_set("4xA10")
-    config = TrainConfig(method=Method.full, zero_stage=3, micro_batch=2, n_gpus=4)
-    code, out, _ = run(capsys, "check", str(emit(tmp_path, model, gpus, config)), "--gpus", "4xA10")
+    model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set("1xA10")
+    config = TrainConfig(micro_batch=2, grad_accum=4, grad_ckpt=False)
+    assert not estimate(model, gpus, config).fits
+    path = emit(tmp_path, model, gpus, config)
+    code, out, _ = run(capsys, "check", str(path), "--gpus", "1xA10")
     assert code == 3 and "DOES NOT FIT" in out
     assert "would run out of memory first" in out and "nearest fit (changes" in out
-    code, out, _ = run(capsys, "check", str(emit(tmp_path, model, gpus, config)), "--gpus", "4xA10", "--json")
+    code, out, _ = run(capsys, "check", str(path), "--gpus", "1xA10", "--json")
     payload = json.loads(out)
     assert payload["nearest_fit"]["estimate"]["fits"] is True
     nearest = payload["nearest_fit"]["estimate"]["config"]
-    assert nearest["method"] == "full" and nearest["seq_len"] == 2048  # only memory-only knobs change
-    assert nearest["micro_batch"] * nearest["grad_accum"] == 2
+    # the smallest change keeps what is trained: same method, sequence length and global batch
+    assert (nearest["method"], nearest["lora_rank"], nearest["seq_len"]) == ("lora", 8, 2048)
+    assert nearest["micro_batch"] * nearest["grad_accum"] == 8
+    assert set(payload["nearest_fit"]["changed"]) <= {"micro_batch", "grad_ckpt", "attn", "zero_stage", "offload"}
 
 
 def test_a_model_outside_the_catalog_needs_model(tmp_path, capsys):

@@ -161,3 +161,11 @@ def test_multi_node_launch_sets_the_torchrun_rendezvous_variables():
     for needed in ("NNODES=2", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE=8", "FORCE_TORCHRUN=1"):
         assert needed in script
     assert script.startswith("#!/usr/bin/env bash")
+
+
+def test_packing_is_emitted_and_a_mean_sample_length_is_a_comment():
+    model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set("1xA10")
+    values, _ = emitted(model, gpus, TrainConfig(packing=True))
+    assert values["packing"] is True
+    values, files = emitted(model, gpus, TrainConfig(mean_sample_len=300))
+    assert "packing" not in values and "samples of 300 tokens on average" in files[TRAIN_YAML]
