@@ -1,0 +1,125 @@
+"""`fitplan recommend`: the fastest configuration that fits, its runners-up, or why nothing fits."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import click
+
+from fitplan.solver.catalog import load_model, parse_gpu_set
+from fitplan.solver.errors import InvalidConfigurationError
+from fitplan.solver.gpu_spec import GIB
+from fitplan.solver.instance import Instance, Pins, Workload
+from fitplan.solver.recommend import Recommendation, SolverSettings, max_seq_len, min_gpus, recommend
+
+from .exit_codes import EXIT_NOTHING_FITS
+from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .render import describe_config, render_estimate
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def render_recommendation(result: Recommendation, tokens: int | None) -> str:
+    if result.plan is None:
+        lines = ["nothing fits: " + (result.explanation.binding if result.explanation else "no candidate")]
+        if result.explanation:
+            lines += [f"  try: {s}" for s in result.explanation.suggestions]
+        return "\n".join(lines)
+    lines = [render_estimate(result.estimate), "",
+             f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
+             f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
+             f"(global batch {result.plan.global_batch}, {result.status})"]
+    parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
+    lines.append("  step: " + ", ".join(parts))
+    if tokens:
+        lines.append(f"time for {tokens:,} tokens: {_duration(result.time_to_train_s(tokens))}")
+    lines.append(f"memory budget per GPU: {result.memory_budget_bytes / GIB:.2f} GiB "
+                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed {result.host_ram_limit_bytes / GIB:.0f} GiB per node")
+    if result.runners_up:
+        lines.append("runners-up:")
+        for k, runner in enumerate(result.runners_up, start=2):
+            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
+                         f"{describe_config_of(runner.plan)}")
+    return "\n".join(lines)
+
+
+def describe_config_of(config) -> str:
+    return describe_config(SimpleNamespace(config=config))  # describe_config reads an Estimate's .config
+
+
+def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | None, seq_len: int) -> int | None:
+    if epochs is not None or dataset_samples is not None:
+        if epochs is None or dataset_samples is None:
+            raise InvalidConfigurationError("--epochs needs --dataset-samples (and the other way round)")
+        # Every sample counted at seq_len tokens: the upper end for unpacked data.
+        return int(epochs * dataset_samples * seq_len)
+    return tokens
+
+
+@click.command("recommend")
+@model_and_gpus
+@workload_options
+@data_shape_options
+@knob_options
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Show the best plan and the next K-1 runners-up.")
+@click.option("--headroom", type=click.FloatRange(0, 0.9), default=0.05, show_default=True,
+              help="Fraction of each GPU's memory kept free.")
+@click.option("--host-ram-gib", type=click.FloatRange(min=1), default=None,
+              help="Host RAM per node for CPU offload (default: 2x the node's GPU memory, at least 64 GiB).")
+@click.option("--max-seq-len", "ask_max_seq_len", is_flag=True, help="Answer: the longest --seq-len at which something fits.")
+@click.option("--min-gpus", "ask_min_gpus", is_flag=True, help="Answer: the fewest GPUs of this kind on which something fits.")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="CP-SAT time limit per solve, seconds.")
+@click.option("--tokens", type=click.IntRange(min=1), default=None, help="Report the time to train on this many tokens.")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --dataset-samples: report the time for this many epochs.")
+@click.option("--dataset-samples", type=click.IntRange(min=1), default=None, help="Samples in the dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
+def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
+                      mean_sample_len: int | None, top_k: int, headroom: float, host_ram_gib: float | None,
+                      ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float, tokens: int | None,
+                      epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> None:
+    """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
+    instance = Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
+                        workload=Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
+                                          mean_sample_len=mean_sample_len),
+                        pins=Pins(**pins_from_kwargs(knobs)))
+    settings = SolverSettings(time_limit_s=time_limit, headroom_fraction=headroom, top_k=top_k,
+                              host_ram_bytes=int(host_ram_gib * GIB) if host_ram_gib else None)
+    train_tokens = _tokens(tokens, epochs, dataset_samples, seq_len)
+    if ask_max_seq_len or ask_min_gpus:
+        answers = {}
+        if ask_max_seq_len:
+            answers["max_seq_len"] = max_seq_len(instance, settings)
+        if ask_min_gpus:
+            answers["min_gpus"] = min_gpus(instance, settings)
+        if as_json:
+            click.echo(json.dumps(answers, indent=2))
+        else:
+            for name, value in answers.items():
+                click.echo(f"{name.replace('_', ' ')}: {value if value is not None else 'nothing fits'}")
+        if any(value is None for value in answers.values()):
+            raise SystemExit(EXIT_NOTHING_FITS)
+        return
+    result = recommend(instance, settings)
+    if as_json:
+        payload = result.to_json_dict()
+        if train_tokens and result.tokens_per_s:
+            payload["time_to_train_s"] = round(result.time_to_train_s(train_tokens), 1)
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(render_recommendation(result, train_tokens))
+    # --emit goes here (cli/emit_options.py: @emit_options on this command, then
+    # write_emit(instance.model, instance.gpus, result.plan, ...) when result.plan is not None).
+    if result.plan is None:
+        raise SystemExit(EXIT_NOTHING_FITS)
