@@ -33,7 +33,7 @@ from .model_spec import ModelSpec
 from .rules import attention_allowed, bits_allowed, precision_allowed
 from .search_space import BatchSplit, Knobs, SearchSpace, search_space
 from .speed import StepTime, step_time
-from .training_config import Method, Optimizer, Precision, TrainConfig, make_config
+from .training_config import Method, Offload, Optimizer, Precision, TrainConfig, make_config
 
 SPEED_SCALE = 1000  # speed_units = tokens/s x 1000, rounded down: integers for CP-SAT
 
@@ -279,6 +279,8 @@ def check_pins(instance: Instance) -> None:
         combined.setdefault("method", Method.qlora)
     if combined.get("method") == Method.qlora:
         combined.setdefault("bits", 4)
+    if combined.get("offload", Offload.none) != Offload.none:  # a free ZeRO stage adapts to the offload
+        combined.setdefault("zero_stage", 3 if combined["offload"] == Offload.all else 2)
     make_config(**combined)  # LLaMA-Factory's rejections of the pinned knobs, as one line
 
 
