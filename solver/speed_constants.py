@@ -26,9 +26,8 @@ MATMUL_EFFICIENCY_MAX = 0.80
 # Host-side cost of launching one decoder layer's kernels in one pass (forward, recompute or
 # backward), seconds: eager PyTorch spends ~10 us of CPU per operator (Horace He, "Making Deep
 # Learning Go Brrrr From First Principles", 2022, overhead section) and a decoder layer runs
-# ~15-30 operators per pass that the GPU cannot hide when they are short. With the efficiency
-# above it reproduces the two Qwen-7B rows within 6 % (tests/test_speed_calibration.py). This is
-# what makes efficiency grow with tokens per micro-step: the cost is per micro-step, not per token.
+# ~15-30 operators per pass that the GPU cannot hide when they are short. Fitted with the
+# efficiency above (docs/accuracy.md, benchmarks/calibration.py). This is what makes efficiency grow with tokens per micro-step: the cost is per micro-step, not per token.
 LAYER_PASS_OVERHEAD_S = 0.9e-3  # refit with MATMUL_EFFICIENCY_MAX above (was 0.15e-3)
 
 # Causal attention kernels that skip masked blocks (SDPA flash / memory-efficient, FA2) do half
