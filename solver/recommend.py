@@ -17,7 +17,7 @@ How a query runs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -212,21 +212,46 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
             speeds.append((max(o[2] for o in options), knobs, options))
     speeds.sort(key=lambda item: (-item[0], order[item[1]]))
 
+    memory: dict[tuple[Knobs, bool], tuple[tuple[Affine, ...], int]] = {}
+
+    def memory_of(knobs: Knobs, accumulating: bool, config: TrainConfig) -> tuple[tuple[Affine, ...], int]:
+        # required_bytes_by_moment reads grad_accum only as "accumulating or not"
+        # (memory_peak._gradients_during_forward): one evaluation per group.
+        key = (knobs, accumulating)
+        if key not in memory:
+            memory[key] = (_required(model, gpus, config), host_ram_bytes(model, config, gpus.gpus_per_node))
+        return memory[key]
+
+    def groups(knobs: Knobs) -> list[tuple[bool, list[BatchSplit]]]:
+        splits = space.splits_for(knobs.n_gpus)
+        return [(acc, [s for s in splits if (s.grad_accum > 1) == acc]) for acc in (False, True)
+                if any((s.grad_accum > 1) == acc for s in splits)]
+
+    def can_fit(knobs: Knobs) -> bool:
+        """Whether any split of this combination fits (smallest micro batch of each group)."""
+        for accumulating, splits in groups(knobs):
+            smallest = min(splits, key=lambda s: s.micro_batch)
+            required, host = memory_of(knobs, accumulating, space.config(knobs, smallest))
+            if host <= host_limit and _fits(required, smallest.micro_batch, budget):
+                return True
+        return False
+
+    lean_optim = _leanest_optimizer(space, model)
     tables: list[KnobTable] = []
     fitting_speeds: list[int] = []  # best fitting speed of each combination seen, descending
     for upper_bound, knobs, options in speeds:
         if prune and len(fitting_speeds) >= settings.top_k:
             if upper_bound < speed_floor(fitting_speeds[settings.top_k - 1], settings.quality_tolerance):
                 break
+        # Memory grows with the LoRA rank and the optimizer's state bytes (see _frugal): when the
+        # leanest sibling cannot fit, this combination cannot either and needs no table.
+        lean = replace(knobs, lora_rank=space.lora_ranks[0], optim=lean_optim)
+        if prune and lean != knobs and lean in order and not can_fit(lean):
+            continue
         best_fitting = None
-        # required_bytes_by_moment reads grad_accum only as "accumulating or not"
-        # (memory_peak._gradients_during_forward): one table per group.
-        for accumulating in (False, True):
+        for accumulating, _ in groups(knobs):
             group = [o for o in options if (o[0].grad_accum > 1) == accumulating]
-            if not group:
-                continue
-            required = _required(model, gpus, group[0][1])
-            host = host_ram_bytes(model, group[0][1], gpus.gpus_per_node)
+            required, host = memory_of(knobs, accumulating, group[0][1])
             tables.append(KnobTable(knobs=knobs, required=required, host_ram_bytes=host,
                                     options=tuple(SplitOption(split, units) for split, _, units in group)))
             if host <= host_limit:
@@ -345,20 +370,24 @@ def recommend(instance: Instance, settings: SolverSettings | None = None, *,
 
 # ---- questions built on recommend -------------------------------------------------------------
 
+def _leanest_optimizer(space: SearchSpace, model: ModelSpec):
+    """The candidate optimizer with the fewest state bytes per parameter (memory_states)."""
+    from .memory_states import optimizer_state_bytes_each
+
+    combos = space.knob_combinations()
+    if len(space.optims) == 1 or not combos:
+        return space.optims[0]
+    probe = space.config(combos[0], space.splits_for(combos[0].n_gpus)[0])
+    return min(space.optims, key=lambda o: (optimizer_state_bytes_each(model, probe.model_copy(update={"optim": o})),
+                                            space.optims.index(o)))
+
+
 def _frugal(space: SearchSpace, model: ModelSpec) -> SearchSpace:
     """The part of the space that decides whether anything fits at all: every per-GPU memory term
     and host RAM grow with the LoRA rank (more adapter parameters, larger adapter outputs) and
     with the optimizer's state bytes, so the smallest rank and the leanest optimizer fit whenever
     anything does; and only the smallest micro batch of each GPU count."""
-    from dataclasses import replace
-
-    from .memory_states import optimizer_state_bytes_each
-
-    probe = space.config(space.knob_combinations()[0], space.splits[0]) if space.knob_combinations() else None
-    optims = space.optims
-    if probe is not None and len(optims) > 1:
-        optims = (min(optims, key=lambda o: (optimizer_state_bytes_each(model, probe.model_copy(update={"optim": o})),
-                                             space.optims.index(o))),)
+    optims = (_leanest_optimizer(space, model),)
     smallest = {}
     for split in space.splits:
         if split.n_gpus not in smallest or split.micro_batch < smallest[split.n_gpus].micro_batch:

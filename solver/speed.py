@@ -198,20 +198,46 @@ def _optimizer_bytes_per_param(optim: Optimizer) -> int:
     return K.ADAMW_BYTES_PER_PARAM
 
 
+@dataclass(frozen=True)
+class _PerToken:
+    """What does not depend on how the batch is split: computed once per knob combination."""
+
+    model: ModelSpec
+    flops_per_token: float
+    trainable_params: int
+    frozen_base_bytes: float
+
+
+_PER_TOKEN: dict[tuple[int, TrainConfig], _PerToken] = {}
+
+
+def _per_token(model: ModelSpec, config: TrainConfig) -> _PerToken:
+    key = (id(model), config.model_copy(update={"micro_batch": 1, "grad_accum": 1}))
+    hit = _PER_TOKEN.get(key)
+    if hit is not None and hit.model is model:
+        return hit
+    if len(_PER_TOKEN) > 100_000:
+        _PER_TOKEN.clear()
+    hit = _PER_TOKEN[key] = _PerToken(model, flops_per_token(model, config), trainable_params(model, config),
+                                      frozen_base_bytes(model, config))
+    return hit
+
+
 def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     """Seconds of one optimizer step of `config` (micro batch, accumulation, GPUs as set) and the
     tokens it processes over all GPUs."""
     gpu = gpus.gpu
     shape = model_shape(model)
+    per_token = _per_token(model, config)
     n = config.n_gpus
     accum = config.grad_accum
     tokens_micro = config.micro_batch * config.seq_len
     rate = matmul_flops_per_s(gpu, config.precision) * K.MATMUL_EFFICIENCY_MAX
-    compute = accum * flops_per_token(model, config) * tokens_micro / rate
+    compute = accum * per_token.flops_per_token * tokens_micro / rate
     overhead = accum * K.LAYER_PASS_OVERHEAD_S * shape.num_layers * _passes_per_micro_step(config)
     dequant = accum * _dequant_s_per_micro_step(model, gpu, config)
 
-    p_train = trainable_params(model, config)
+    p_train = per_token.trainable_params
     ring = (n - 1) / n if n > 1 else 0.0
     link = collective_bytes_per_s(gpus, n)
     comm_bytes = 0.0
@@ -230,7 +256,7 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
         else:
             # ZeRO-3 gathers every parameter (frozen base included) for forward, backward and,
             # under checkpointing, the recompute.
-            param_bytes = frozen_base_bytes(model, config) + p_train * K.HALF_BYTES
+            param_bytes = per_token.frozen_base_bytes + p_train * K.HALF_BYTES
             comm_bytes += accum * _passes_per_micro_step(config) * ring * param_bytes
             if config.offload == Offload.all:
                 offload_bytes += accum * _passes_per_micro_step(config) * param_bytes / n

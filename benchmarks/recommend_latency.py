@@ -1,0 +1,103 @@
+"""How fast `recommend` answers: cold CLI wall time (process start, imports, catalog load,
+solve, print), warm per-query latency in one process, and a 1,000-query sweep.
+
+    .venv/bin/python benchmarks/recommend_latency.py            # all three
+    .venv/bin/python benchmarks/recommend_latency.py --queries 200
+
+The sweep draws its queries from a fixed seed (models x GPU sets x seq x global batch), asks
+each for the best plan without an explanation of infeasibility (what a sweep needs), and
+reports the total and the per-query median and worst."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COLD_COMMAND = ["recommend", "--model", "qwen2.5-7b", "--gpus", "8xP4"]
+WARM_QUERIES = [("qwen2.5-7b", "8xP4", 2048), ("qwen2.5-7b", "8xP4", 512), ("qwen2.5-7b", "1xA100-80G", 2048),
+                ("llama-3.1-8b", "8xA100-80G", 4096), ("qwen2.5-1.5b", "1xT4", 1024)]
+SWEEP_MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "llama-3.2-1b", "llama-3.1-8b",
+                "mistral-7b", "gemma-2-2b", "qwen2.5-14b", "yi-6b"]
+SWEEP_GPUS = ["1xP4", "8xP4", "1xT4", "4xT4", "1xA10", "2xA10", "1xL4", "1xA100-80G", "8xA100-80G", "1xH100",
+              "8xH100", "1xRTX4090", "4xV100-32G", "2x8xA100-80G"]
+SWEEP_SEQS = [256, 512, 1024, 2048, 4096, 8192]
+SWEEP_GLOBAL_BATCHES = [None, 8, 16, 32, 64]
+
+
+def fitplan_executable() -> str:
+    candidate = Path(sys.executable).with_name("fitplan")
+    return str(candidate) if candidate.exists() else "fitplan"
+
+
+def cold_cli_s(repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([fitplan_executable(), *COLD_COMMAND], capture_output=True, check=False,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _instance(model: str, gpus: str, seq: int, global_batch: int | None):
+    from fitplan.solver.catalog import load_model, parse_gpu_set
+    from fitplan.solver.instance import Instance, Workload
+
+    return Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
+                    workload=Workload(seq_len=seq, global_batch=global_batch))
+
+
+def warm_latency_s(repeats: int) -> dict[str, float]:
+    from fitplan.solver.recommend import recommend
+
+    result = {}
+    for model, gpus, seq in WARM_QUERIES:
+        instance = _instance(model, gpus, seq, None)
+        recommend(instance)  # warm caches and imports
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            recommend(instance)
+            times.append(time.perf_counter() - start)
+        result[f"{model} {gpus} seq {seq}"] = statistics.median(times)
+    return result
+
+
+def sweep_s(queries: int) -> tuple[float, list[float], int]:
+    from fitplan.solver.recommend import recommend
+
+    rng = random.Random(1000)
+    times, plans = [], 0
+    start = time.perf_counter()
+    for _ in range(queries):
+        instance = _instance(rng.choice(SWEEP_MODELS), rng.choice(SWEEP_GPUS), rng.choice(SWEEP_SEQS),
+                             rng.choice(SWEEP_GLOBAL_BATCHES))
+        t0 = time.perf_counter()
+        plans += recommend(instance, explain_failure=False).plan is not None
+        times.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, times, plans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cold = cold_cli_s(args.repeats)
+    print(f"cold CLI `fitplan {' '.join(COLD_COMMAND)}`: median {statistics.median(cold):.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in cold)})")
+    for query, seconds in warm_latency_s(args.repeats).items():
+        print(f"warm recommend, {query}: {seconds * 1000:.0f} ms")
+    total, times, plans = sweep_s(args.queries)
+    print(f"sweep of {args.queries} queries: {total:.1f} s total, median {statistics.median(times) * 1000:.0f} ms, "
+          f"worst {max(times) * 1000:.0f} ms, {plans} with a plan")
+
+
+if __name__ == "__main__":
+    main()
