@@ -129,7 +129,9 @@ def explain(instance: "Instance", settings: "SolverSettings", candidates: "Candi
     binding, closest, need = _memory_sentence(instance, settings, candidates)
     quick = settings.model_copy(update={"top_k": 1})
     longest = max_seq_len(instance, quick, upper=instance.workload.seq_len)
-    fewest = None if instance.gpus.nodes > 1 else min_gpus(instance, quick)
+    # The set itself (any number of its GPUs when --n-gpus is free) did not fit: look beyond it.
+    beyond = 1 if instance.pins.n_gpus is not None else instance.gpus.total_gpus + 1
+    fewest = min_gpus(instance, quick, start=beyond)
     suggestions = []
     if longest is not None:
         suggestions.append(f"--seq-len {longest} fits on {instance.gpus.label()}")

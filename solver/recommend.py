@@ -202,14 +202,18 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     host_limit = host_ram_limit_bytes(gpus, settings)
     combos = space.knob_combinations()
     order = {knobs: i for i, knobs in enumerate(combos)}
-    speeds: list[tuple[int, Knobs, list[tuple[BatchSplit, TrainConfig, int]]]] = []
+    # Tokens/s never falls as the micro batch grows at a fixed GPU count and global batch (per
+    # micro-step costs are either per token or amortised over more tokens; solver/speed.py), so
+    # the largest micro batch's speed bounds the combination's.
+    largest: dict[int, BatchSplit] = {}
+    for split in space.splits:
+        if split.n_gpus not in largest or split.micro_batch > largest[split.n_gpus].micro_batch:
+            largest[split.n_gpus] = split
+    speeds: list[tuple[int, Knobs]] = []
     for knobs in combos:
-        options = []
-        for split in space.splits_for(knobs.n_gpus):
-            config = space.config(knobs, split)
-            options.append((split, config, _speed_units(step_time(model, gpus, config).tokens_per_s)))
-        if options:
-            speeds.append((max(o[2] for o in options), knobs, options))
+        split = largest.get(knobs.n_gpus)
+        if split is not None:
+            speeds.append((_speed_units(step_time(model, gpus, space.config(knobs, split)).tokens_per_s), knobs))
     speeds.sort(key=lambda item: (-item[0], order[item[1]]))
 
     memory: dict[tuple[Knobs, bool], tuple[tuple[Affine, ...], int]] = {}
@@ -239,7 +243,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     lean_optim = _leanest_optimizer(space, model)
     tables: list[KnobTable] = []
     fitting_speeds: list[int] = []  # best fitting speed of each combination seen, descending
-    for upper_bound, knobs, options in speeds:
+    for upper_bound, knobs in speeds:
         if prune and len(fitting_speeds) >= settings.top_k:
             if upper_bound < speed_floor(fitting_speeds[settings.top_k - 1], settings.quality_tolerance):
                 break
@@ -249,8 +253,11 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
         if prune and lean != knobs and lean in order and not can_fit(lean):
             continue
         best_fitting = None
-        for accumulating, _ in groups(knobs):
-            group = [o for o in options if (o[0].grad_accum > 1) == accumulating]
+        for accumulating, splits in groups(knobs):
+            group = []
+            for split in splits:
+                config = space.config(knobs, split)
+                group.append((split, config, _speed_units(step_time(model, gpus, config).tokens_per_s)))
             required, host = memory_of(knobs, accumulating, group[0][1])
             tables.append(KnobTable(knobs=knobs, required=required, host_ram_bytes=host,
                                     options=tuple(SplitOption(split, units) for split, _, units in group)))
@@ -437,12 +444,14 @@ def max_seq_len(instance: Instance, settings: SolverSettings | None = None, *, g
     return lo * granularity
 
 
-def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limit: int = 64) -> int | None:
-    """Fewest GPUs of this kind on which some plan fits, ignoring a --n-gpus pin: 1..G on one node
-    of the set's size G, then whole nodes. None if not within `limit`."""
+def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limit: int = 64,
+             start: int = 1) -> int | None:
+    """Fewest GPUs of this kind (at least `start`) on which some plan fits, ignoring a --n-gpus
+    pin: 1..G on one node of the set's size G, then whole nodes. None if not within `limit`."""
     settings = settings or SolverSettings()
     per_node = instance.gpus.gpus_per_node
     counts = list(range(1, per_node + 1)) + list(range(2 * per_node, limit + 1, per_node))
+    counts = [count for count in counts if count >= start]
     pins = instance.pins.model_copy(update={"n_gpus": None})
     for count in counts:
         if count > limit:
