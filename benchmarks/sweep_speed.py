@@ -3,6 +3,7 @@
 `fitplan sweep` runs it: one recommend per row, in this one process.
 
     .venv/bin/python benchmarks/sweep_speed.py             # recommend (the default of fitplan sweep)
+    .venv/bin/python benchmarks/sweep_speed.py --jobs 1    # one process
     .venv/bin/python benchmarks/sweep_speed.py --no-search # estimate only
 
 Prints the wall time, rows per second, the slowest rows, and how many rows fit. The issue asks for
@@ -11,6 +12,7 @@ well under a minute on the 2-core development machine."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -24,22 +26,25 @@ SEQ_LENS = [512, 1024, 2048, 4096]
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-search", dest="search", action="store_false", help="estimate instead of recommend")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="worker processes, as `fitplan sweep --jobs` (default: the number of CPUs)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     timings = []
     rows = []
     last = started
-    for row in fitplan.sweep(MODELS, GPU_SETS, seq_lens=SEQ_LENS, search=args.search):
+    for row in fitplan.sweep(MODELS, GPU_SETS, seq_lens=SEQ_LENS, search=args.search, jobs=args.jobs):
         now = time.perf_counter()
         timings.append((now - last, f"{row.model} {row.gpus} seq {row.seq_len}"))
         rows.append(row)
         last = now
     wall_s = time.perf_counter() - started
 
-    print(f"{len(rows)} combinations ({'recommend' if args.search else 'estimate'}) in {wall_s:.2f} s "
+    print(f"{len(rows)} combinations ({'recommend' if args.search else 'estimate'}, {args.jobs} jobs, "
+          f"{os.cpu_count()} CPUs) in {wall_s:.2f} s "
           f"({len(rows) / wall_s:.1f} rows/s); {sum(r.fits for r in rows)} fit")
-    print("slowest rows:")
+    print("slowest rows (time since the previous row arrived; with several jobs rows overlap):")
     for seconds, label in sorted(timings, reverse=True)[:5]:
         print(f"  {seconds:6.2f} s  {label}")
     return 0

@@ -8,16 +8,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 
 import click
 
 import fitplan
 from fitplan.solver.errors import InvalidConfigurationError
+from fitplan.solver.gpu_spec import GIB
 from fitplan.solver.sweep import COLUMNS, SweepRow, any_fits
 
-from .main import EXIT_NOTHING_FITS
-from .options import knob_options, pins_from_kwargs
+from .exit_codes import EXIT_NOTHING_FITS
+from .options import data_shape_options, knob_options, pins_from_kwargs
 
 
 def _names(text: str, what: str, example: str) -> list[str]:
@@ -73,21 +75,40 @@ def _stream_is_terminal(stream) -> bool:
 @click.option("--gpus", required=True, help="Comma-separated GPU sets: 8xP4,4xA10,1xA100-80G,2x8xH100.")
 @click.option("--seq-lens", default="2048", show_default=True, help="Comma-separated tokens per sample: 1024,2048,4096.")
 @click.option("--global-batch", type=click.IntRange(min=1), default=None, help="Samples per optimizer step over all GPUs.")
+@data_shape_options
 @knob_options
 @click.option("--search/--no-search", default=True, show_default=True,
               help="Search for the fastest plan (as `recommend`), or evaluate the knobs given with "
                    "LLaMA-Factory's defaults for the rest (as `estimate`).")
+@click.option("--headroom", type=click.FloatRange(0, 0.9), default=None,
+              help="Fraction of each GPU's memory kept free (as recommend; default 0.05).")
+@click.option("--host-ram-gib", type=click.FloatRange(min=1), default=None,
+              help="Host RAM per node for CPU offload (as recommend; default 2x the node's GPU memory).")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=None,
+              help="CP-SAT time limit per row, seconds (as recommend; default 10).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes answering rows (default: the number of CPUs). Rows keep their order.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
               help="csv (with a header) or one JSON object per line.")
-def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | None, search: bool, fmt: str, **knobs) -> int:
+def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | None, packing: bool,
+                  mean_sample_len: int | None, search: bool, headroom: float | None, host_ram_gib: float | None,
+                  time_limit: float | None, jobs: int | None, fmt: str, **knobs) -> int:
     """The best plan, or why nothing fits, for every model x GPU set x sequence length.
 
     Exit 0 when at least one row fits, 3 when none does, 2 on bad input."""
     model_names = _names(models, "models", "qwen2.5-7b,llama-2-13b")
     gpu_names = _names(gpus, "gpus", "8xP4,1xA100-80G")
     lengths = _seq_lens(seq_lens)
-    rows_iter = fitplan.sweep(model_names, gpu_names, seq_lens=lengths, global_batch=global_batch,
-                              search=search, **pins_from_kwargs(knobs))
+    settings = None
+    if search:
+        from fitplan.solver.recommend import SolverSettings
+
+        chosen = {"headroom_fraction": headroom, "time_limit_s": time_limit,
+                  "host_ram_bytes": int(host_ram_gib * GIB) if host_ram_gib else None}
+        settings = SolverSettings(**{k: v for k, v in chosen.items() if v is not None})
+    rows_iter = fitplan.sweep(model_names, gpu_names, seq_lens=lengths, global_batch=global_batch, packing=packing,
+                              mean_sample_len=mean_sample_len, search=search, settings=settings,
+                              jobs=jobs or os.cpu_count() or 1, **pins_from_kwargs(knobs))
     total = len(model_names) * len(gpu_names) * len(lengths)
     render = csv_line if fmt == "csv" else jsonl_line
     # A bar only for a person watching: stderr on a terminal. When stdout is that same terminal

@@ -107,15 +107,18 @@ def _pins(knobs: dict):
 
 
 def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
-                  global_batch: int | None = None, **knobs) -> "Instance":
-    """The question `estimate` and `recommend` answer, from names or objects and knob keywords."""
+                  global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
+                  **knobs) -> "Instance":
+    """The question `estimate` and `recommend` answer, from names or objects and knob keywords.
+    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len)."""
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError
     from fitplan.solver.instance import Instance, Workload
 
     try:
-        workload = Workload(seq_len=seq_len, global_batch=global_batch)
+        workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
+                            mean_sample_len=mean_sample_len)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidConfigurationError(f"{first['loc'][0]}: {first['msg']}") from None
@@ -123,33 +126,39 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
 
 
 def estimate(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
-             global_batch: int | None = None, **knobs) -> "Estimate":
+             global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
+             **knobs) -> "Estimate":
     """Per-GPU memory of one configuration: the knobs given, LLaMA-Factory's defaults for the
     rest (what `fitplan estimate` prints). Raises FitplanError when it cannot run at all."""
     from fitplan.solver.estimate import estimate as _estimate
     from fitplan.solver.instance import config_for_estimate
 
-    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, **knobs)
+    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
+                             mean_sample_len=mean_sample_len, **knobs)
     return _estimate(instance.model, instance.gpus, config_for_estimate(instance))
 
 
 def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
-              global_batch: int | None = None, settings=None, **knobs):
+              global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
+              settings=None, **knobs):
     """The fastest configuration that fits, deciding every knob not given (what `fitplan
     recommend` prints). Returns a Recommendation: `status`, `plan` (None when nothing fits),
-    `estimate`, `tokens_per_s`, `runners_up`, `explanation`."""
+    `estimate`, `tokens_per_s`, `runners_up`, `explanation`. `settings` is a
+    `fitplan.SolverSettings` (headroom, host RAM per node, time limit, runners-up)."""
     from fitplan.solver.recommend import recommend as _recommend
 
-    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, **knobs)
+    instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
+                             mean_sample_len=mean_sample_len, **knobs)
     return _recommend(instance, settings)
 
 
 def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (2048,),
-          global_batch: int | None = None, search: bool = True, settings=None, **knobs) -> Iterator["SweepRow"]:
+          global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
+          search: bool = True, settings=None, jobs: int = 1, **knobs) -> Iterator["SweepRow"]:
     """One SweepRow per (model, GPU set, sequence length), in that nesting order: the best plan
     (`search=True`, as `recommend`) or the knobs given with defaults (`search=False`, as
     `estimate`), or the reason nothing fits. Names are resolved before the first row, so a typo
-    fails at once."""
+    fails at once. `jobs` > 1 answers rows in that many worker processes (same rows, same order)."""
     from fitplan.solver.sweep import SweepRequest, run_sweep
 
     request = SweepRequest(
@@ -157,7 +166,9 @@ def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (20
         gpu_sets=[_as_gpus(g) for g in gpu_sets],
         seq_lens=list(seq_lens),
         global_batch=global_batch,
+        packing=packing,
+        mean_sample_len=mean_sample_len,
         pins=_pins(knobs),
         search=search,
     )
-    return run_sweep(request, settings)
+    return run_sweep(request, settings, jobs=jobs)

@@ -7,6 +7,8 @@ exactly what `fitplan recommend` / `fitplan estimate` would say for that combina
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +30,8 @@ class SweepRequest(BaseModel):
     gpu_sets: list[GpuSet] = Field(min_length=1)
     seq_lens: list[int] = Field(default=[2048], min_length=1)
     global_batch: int | None = Field(default=None, ge=1)
+    packing: bool = False
+    mean_sample_len: int | None = Field(default=None, ge=1)
     pins: Pins = Pins()
     search: bool = True  # True: recommend (decide the free knobs); False: estimate (LLaMA-Factory defaults)
 
@@ -40,8 +44,9 @@ class SweepRequest(BaseModel):
         for model in self.models:
             for gpus in self.gpu_sets:
                 for seq_len in self.seq_lens:
-                    yield Instance(model=model, gpus=gpus, pins=self.pins,
-                                   workload=Workload(seq_len=seq_len, global_batch=self.global_batch))
+                    workload = Workload(seq_len=seq_len, global_batch=self.global_batch, packing=self.packing,
+                                        mean_sample_len=self.mean_sample_len)
+                    yield Instance(model=model, gpus=gpus, pins=self.pins, workload=workload)
 
 
 class SweepRow(BaseModel):
@@ -113,12 +118,16 @@ def _heading(instance: Instance) -> dict:
     return {"model": instance.model.name, "gpus": instance.gpus.label(), "seq_len": instance.workload.seq_len}
 
 
-def first_line(text: object) -> str:
-    """The first non-empty line of an explanation: a CSV cell stays one line."""
-    for line in str(text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+def infeasible_reason(explanation) -> str:
+    """recommend's explanation as one CSV cell: the binding constraint, and what would fit."""
+    if explanation is None:
+        return "no configuration fits"
+    parts = [" ".join(explanation.binding.split())]
+    if explanation.max_seq_len:
+        parts.append(f"longest seq that fits: {explanation.max_seq_len}")
+    if explanation.min_gpus:
+        parts.append(f"fewest GPUs that fit: {explanation.min_gpus}")
+    return "; ".join(parts)
 
 
 def oom_reason(est: Estimate) -> str:
@@ -149,7 +158,7 @@ def recommend_row(instance: Instance, settings=None) -> SweepRow:
     status = getattr(rec.status, "value", rec.status)
     if rec.plan is None:
         return SweepRow(**_heading(instance), status=str(status), fits=False,
-                        reason=first_line(rec.explanation) or "no configuration fits")
+                        reason=infeasible_reason(rec.explanation))
     columns = {**_knob_columns(rec.plan), "tokens_per_s": _round(rec.tokens_per_s), "step_time_s": _round(rec.step_time_s, 3)}
     if rec.estimate is not None:
         columns.update(_memory_columns(rec.estimate))
@@ -160,13 +169,23 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def run_sweep(request: SweepRequest, settings=None,
+def run_sweep(request: SweepRequest, settings=None, *, jobs: int = 1,
               row_for: Callable[[Instance], SweepRow] | None = None) -> Iterator[SweepRow]:
-    """The rows of the grid, one at a time, in `request.instances()` order."""
+    """The rows of the grid in `request.instances()` order, each as soon as it and the rows
+    before it are answered. `jobs` > 1 answers rows in that many worker processes (each row is
+    independent and CPU-bound; the order of the output does not change)."""
     if row_for is None:
-        row_for = (lambda inst: recommend_row(inst, settings)) if request.search else estimate_row
-    for instance in request.instances():
-        yield row_for(instance)
+        row_for = partial(recommend_row, settings=settings) if request.search else estimate_row
+    jobs = max(1, min(jobs, request.size))
+    if jobs == 1 or not request.search:  # estimate rows take about a millisecond: no pool
+        for instance in request.instances():
+            yield row_for(instance)
+        return
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        yield from pool.map(row_for, request.instances(), chunksize=1)
+    finally:  # a consumer that stops early (Ctrl-C, head) must not wait for the rest of the grid
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def any_fits(rows: list[SweepRow]) -> bool:

@@ -66,3 +66,17 @@ def test_bad_input_raises_fitplan_error(call):
 def test_reexported_loaders_are_the_catalog_loaders():
     assert fitplan.load_model is load_model and fitplan.parse_gpu_set is parse_gpu_set
     assert fitplan.parse_gpu_set("2x8xH100").total_gpus == 16
+
+
+def test_recommend_with_names_equals_cli_json(capsys):
+    argv = ["recommend", "--model", "qwen2.5-0.5b", "--gpus", "1xP4", "--seq-len", "512", "--method", "lora", "--json"]
+    assert main(argv) == 0
+    cli_json = json.loads(capsys.readouterr().out)
+    api = fitplan.recommend("qwen2.5-0.5b", "1xP4", seq_len=512, method="lora")
+    assert api.to_json_dict() == cli_json
+
+
+def test_recommend_settings_pass_through():
+    settings = fitplan.SolverSettings(top_k=2)
+    rec = fitplan.recommend("qwen2.5-0.5b", "1xP4", seq_len=512, method="lora", settings=settings)
+    assert rec.plan is not None and len(rec.runners_up) == 1

@@ -94,3 +94,50 @@ def test_api_sweep_yields_rows_lazily():
     first = next(rows)
     assert (first.model, first.gpus, first.seq_len) == ("qwen2.5-0.5b", "1xA100-80G", 512)
     assert len(list(rows)) == 1
+
+
+# ---- search mode: each row is `recommend`'s answer ----------------------------------------------
+
+SMALL_GRID = dict(models=["qwen2.5-0.5b"], gpu_sets=["1xP4", "1xA100-80G"], seq_lens=[512])
+
+
+def test_search_row_is_the_recommendation_of_that_combination():
+    rows = list(fitplan.sweep(SMALL_GRID["models"], SMALL_GRID["gpu_sets"], seq_lens=SMALL_GRID["seq_lens"],
+                              method="lora", zero_stage=0))
+    for row in rows:
+        rec = fitplan.recommend(row.model, row.gpus, seq_len=row.seq_len, method="lora", zero_stage=0)
+        assert row.status == rec.status and row.fits
+        assert (row.method, row.micro_batch, row.grad_accum, row.attn, row.precision) == (
+            rec.plan.method.value, rec.plan.micro_batch, rec.plan.grad_accum, rec.plan.attn.value,
+            rec.plan.precision.value)
+        assert row.peak_gib == round(rec.estimate.peak_bytes / 2**30, 2)
+        assert row.tokens_per_s == round(rec.tokens_per_s, 1)
+
+
+def test_worker_processes_give_the_same_rows_in_the_same_order():
+    serial = list(fitplan.sweep(SMALL_GRID["models"], SMALL_GRID["gpu_sets"], seq_lens=[256, 512],
+                                method="lora", zero_stage=0, jobs=1))
+    parallel = list(fitplan.sweep(SMALL_GRID["models"], SMALL_GRID["gpu_sets"], seq_lens=[256, 512],
+                                  method="lora", zero_stage=0, jobs=2))
+    assert parallel == serial
+
+
+def test_nothing_fits_anywhere_exits_3_with_the_binding_constraint(capsys):
+    # Full fine-tuning keeps 16-bit weights of all 69e9 parameters on the GPU unless ZeRO-3 shards
+    # them: 128 GiB, more than a P4's 7.4 GiB whatever else is chosen.
+    code, out, _err = _run(capsys, ["--models", "llama-2-70b", "--gpus", "1xP4", "--seq-lens", "512",
+                                    "--method", "full", "--format", "jsonl", "--jobs", "1"])
+    row = json.loads(out)
+    assert code == 3
+    assert row["status"] == "infeasible" and row["fits"] is False and row["method"] is None
+    assert "GiB" in row["reason"] and "\n" not in row["reason"]
+
+
+def test_search_flags_reach_the_solver(capsys):
+    # With 90% of the memory kept free, a 0.5B LoRA at 512 tokens still fits an A100-80G (8 GiB left).
+    code, out, _err = _run(capsys, ["--models", "qwen2.5-0.5b", "--gpus", "1xA100-80G", "--seq-lens", "512",
+                                    "--method", "lora", "--zero", "0", "--headroom", "0.9", "--format", "jsonl",
+                                    "--jobs", "1"])
+    row = json.loads(out)
+    assert code == 0 and row["fits"]
+    assert row["peak_gib"] <= 0.1 * row["capacity_gib"]
