@@ -54,7 +54,8 @@ def render_estimate(estimate: Estimate) -> str:
     lines.append(f"  {'= tensors (allocated)':<24}{gib(estimate.tensor_peak_bytes)}")
     for name, value in estimate.overhead_bytes.items():
         lines.append(f"  {TERM_LABELS.get(name, name):<24}{gib(value)}")
-    lines.append(f"  {'= required':<24}{gib(estimate.peak_bytes)}   (reserved {gib(estimate.reserved_peak_bytes).strip()})")
+    lines.append(f"  {'= required':<24}{gib(estimate.peak_bytes)}   (reserved {gib(estimate.reserved_peak_bytes).strip()}, "
+                 f"max_memory_reserved up to {gib(estimate.max_reserved_bytes).strip()})")
     lines.append(f"  {'capacity':<24}{gib(estimate.capacity_bytes)}")
     verdict = "FITS" if estimate.fits else "DOES NOT FIT"
     lines.append(f"  {'headroom':<24}{gib(estimate.headroom_bytes)}   {verdict}")

@@ -38,7 +38,8 @@ class Estimate(BaseModel):
     frozen_params: int
     capacity_bytes: int
     tensor_peak_bytes: int  # what torch.cuda.max_memory_allocated() would report
-    reserved_peak_bytes: int  # + caching allocator reserve (max_memory_reserved)
+    reserved_peak_bytes: int  # + the allocator's steady reserve and workspaces: what it must hold
+    max_reserved_bytes: int  # + reclaimable variable-length segments: max_memory_reserved
     peak_bytes: int  # + CUDA context and workspaces: what the GPU must hold
     peak_moment: str
     peak_phase: str
@@ -65,6 +66,7 @@ class Estimate(BaseModel):
             "fits": self.fits,
             "peak_gib_per_gpu": gib(self.peak_bytes),
             "reserved_gib_per_gpu": gib(self.reserved_peak_bytes),
+            "max_reserved_gib_per_gpu": gib(self.max_reserved_bytes),
             "tensor_peak_gib_per_gpu": gib(self.tensor_peak_bytes),
             "capacity_gib": gib(self.capacity_bytes),
             "headroom_gib": gib(self.headroom_bytes),
@@ -81,20 +83,35 @@ class Estimate(BaseModel):
 
 
 def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[tuple[Moment, Affine, Affine]]:
-    """For each peak candidate: (moment, tensor bytes, required bytes incl. overheads), each
-    affine in the micro batch. `config.micro_batch` is ignored here."""
+    """For each peak candidate: (moment, tensor bytes, required bytes), each affine in the micro
+    batch; `config.micro_batch` is ignored here. Required = tensors + the allocator's steady
+    reserve + workspaces + CUDA context and NCCL: what the GPU must hold, and what decides fits.
+
+    The cached variable-length loss segments (solver/overhead.py) are not in it: they are whole
+    free segments, which PyTorch's caching allocator releases (`release_cached_blocks`) and
+    retries before it raises an OOM, so they raise `max_memory_reserved` but cannot make a run
+    fail. `max_reserved_bytes_by_moment` gives that figure."""
     extra = overheads(model, gpus.gpu, config)
-    fixed_overheads = Affine()
-    for term in extra.terms.values():
-        fixed_overheads = fixed_overheads + term
+    fixed_overheads = extra.allocator_side() + extra.outside_allocator()
     result = []
     for moment in step_moments(model, config, gpus.gpus_per_node):
         tensor = moment.total()
-        # lead: the allocator reserve now includes the cached variable-length loss-buffer segments
-        required = (tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction,
-                                                  variable_length_reserve_at(moment, extra.variable_length_blocks))
-                    + fixed_overheads)
+        required = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + fixed_overheads
         result.append((moment, tensor, required))
+    return result
+
+
+def max_reserved_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[Affine]:
+    """What `torch.cuda.max_memory_reserved()` reaches at each moment: tensors, the steady
+    reserve, allocator-side workspaces and the reclaimable variable-length segments (the figure
+    calibrated against published measurements, docs/accuracy.md)."""
+    extra = overheads(model, gpus.gpu, config)
+    result = []
+    for moment in step_moments(model, config, gpus.gpus_per_node):
+        tensor = moment.total()
+        blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
+        result.append(tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction, blocks)
+                      + extra.allocator_side())
     return result
 
 
@@ -116,16 +133,21 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     peak_moment, peak_tensor, peak_required = rows[peak_index]
     extra = overheads(model, gpus.gpu, config)
     overhead_bytes = {name: term.at(mb) for name, term in extra.terms.items()}
-    # Reserved = everything but what lives outside the caching allocator. The allocator's reserve
-    # is shown in two parts: the steady slack, and the cached variable-length loss segments.
+    # Reserved (hard) = what must be held inside the caching allocator; the reclaimable
+    # variable-length segments come on top of it only in max_memory_reserved.
     steady_reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction).at(mb)
-    variable_cache = variable_length_reserve_at(peak_moment, extra.variable_length_blocks).at(mb)
-    overhead_bytes = {"allocator_reserve": steady_reserve, "variable_length_cache": variable_cache, **overhead_bytes}
+    overhead_bytes = {"allocator_reserve": steady_reserve, **overhead_bytes}
+    reserved = peak_required.at(mb) - extra.outside_allocator().at(mb)
     capacity = gpus.gpu.memory_bytes
+    # The cache grows only while the card has room: the allocator reserves at most what is free.
+    reservable = capacity - extra.outside_allocator().at(mb)
+    max_reserved = max(reserved, min(reservable, max(r.at(mb) for r in max_reserved_bytes_by_moment(model, gpus, config))))
     notes = []
-    if variable_cache and config.mean_sample_len is None:
-        notes.append("the allocator reserve assumes unpacked samples averaging seq_len tokens (the conservative "
-                     "end); pass --mean-sample-len for your data or --packing to tighten it")
+    if max_reserved > reserved and not config.packing:
+        assumption = ("unpacked samples averaging seq_len tokens (pass --mean-sample-len for your data)"
+                      if config.mean_sample_len is None else f"a mean sample length of {config.mean_sample_len}")
+        notes.append(f"with variable sample lengths max_memory_reserved can reach {max_reserved / GIB:.1f} GiB "
+                     f"({assumption}); that cache is released before an OOM, so it does not decide fits")
     if config.seq_len > model.max_position_embeddings:
         notes.append(f"seq_len {config.seq_len} is beyond the model's {model.max_position_embeddings} "
                      "positions: set rope_scaling")
@@ -141,7 +163,8 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         frozen_params=frozen_params(model, config),
         capacity_bytes=capacity,
         tensor_peak_bytes=peak_tensor.at(mb),
-        reserved_peak_bytes=peak_required.at(mb) - extra.outside_allocator().at(mb),
+        reserved_peak_bytes=reserved,
+        max_reserved_bytes=max_reserved,
         peak_bytes=peak_required.at(mb),
         peak_moment=peak_moment.name,
         peak_phase=peak_moment.phase,

@@ -1,11 +1,13 @@
 """What a GPU holds beyond the tensors a trace sees: the CUDA context, the caching allocator's
 reserve, kernel workspaces and communication library buffers.
 
-Two figures come out of this module (solver/estimate.py shows both):
-- reserved = tensor peak + allocator reserve + allocator-side workspaces: what
-  `torch.cuda.max_memory_reserved()` reports;
-- required = reserved + CUDA context: what the GPU must hold (what nvidia-smi shows). `fits` is
-  decided on it; an OOM at "fits" is the worst thing fitplan can do.
+Three figures come out of this module (solver/estimate.py shows them):
+- reserved = tensor peak + the allocator's steady reserve + allocator-side workspaces: what the
+  caching allocator must hold;
+- required = reserved + CUDA context + NCCL: what the GPU must hold (nvidia-smi). `fits` is
+  decided on it; an OOM at "fits" is the worst thing fitplan can do;
+- max reserved = reserved + the reclaimable variable-length segments below: what
+  `torch.cuda.max_memory_reserved()` reports on unpacked data (the calibrated figure).
 
 Constants and their sources. Fitted ones were fitted on published measurements
 (shared/reference/measured-calibration.csv, copied to benchmarks/data/; fit and residuals in
@@ -27,9 +29,10 @@ docs/accuracy.md, reproduced by `python benchmarks/calibration.py`):
   +-8 % over 512..8192. `VARIABLE_LENGTH_BLOCK_FACTOR` below; the mean length is a fraction of
   seq_len that fitplan does not know for the user's data, so it takes 1 (every sample at
   seq_len), which is the conservative end. The reserve is reclaimable: at the memory limit the
-  allocator frees its cache and retries before raising OOM, which is why measured
-  `max_memory_reserved` never exceeds the card, and why deciding `fits` on it errs only on the
-  safe side.
+  allocator frees its cache and retries before raising OOM (c10 CUDACachingAllocator:
+  `release_available_cached_blocks`, then `release_cached_blocks`, then retry), which is why
+  measured `max_memory_reserved` never exceeds the card. So it is reported (max reserved) but does
+  not decide `fits` (lead's decision: it would turn working plans into false "does not fit").
 - cuBLAS workspace: PyTorch sizes it by `CUBLAS_WORKSPACE_CONFIG`, default `:4096:8` (+`:16:8`),
   i.e. 8 x 4 MiB + 8 x 16 KiB per handle and stream (PyTorch docs, "Reproducibility");
   allocated through the caching allocator, so inside `max_memory_reserved`.

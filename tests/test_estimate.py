@@ -79,7 +79,7 @@ def test_full_finetuning_peak_at_short_sequences_holds_all_gradients_and_states(
     # states) beats a short checkpointed forward: the trace-notes' second and third candidates.
     model = load_model("qwen2.5-0.5b")
     result = estimate(model, parse_gpu_set("1xA100-80G"), make_config(method="full", seq_len=256))
-    assert result.peak_moment in ("backward_last_layer", "optimizer")
+    assert result.peak_phase != "forward end / loss"
     assert result.breakdown_bytes["gradients"] == 4 * model.total_params()
     assert result.breakdown_bytes["optimizer_states"] == 8 * model.total_params()
 
