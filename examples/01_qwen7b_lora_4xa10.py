@@ -34,10 +34,8 @@ def main() -> None:
     say("What the user ran (LLaMA-Factory defaults for everything not named: rank 8, micro-batch 1):")
     run_fitplan(f"estimate --model {MODEL} --gpus {GPUS} --seq-len {SEQ} --method lora --zero 2")
     variants_table()
-    say("The fastest LoRA plan on these cards (the recommender decides every knob not pinned):")
-    run_fitplan(f"recommend --model {MODEL} --gpus {GPUS} --seq-len {SEQ} --method lora")
-    say("And with the method free as well:")
-    run_fitplan(f"recommend --model {MODEL} --gpus {GPUS} --seq-len {SEQ}")
+    say("The fastest plan on these cards, every knob decided by the recommender, and the next two:")
+    run_fitplan(f"recommend --model {MODEL} --gpus {GPUS} --seq-len {SEQ} --top 3")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 What runs out of memory with eager attention, SDPA and FlashAttention-2; how many nodes ZeRO-3
 takes with and without CPU offload; and the same for Yi-34B.
 
-Knobs not named are LLaMA-Factory's defaults (micro-batch 1, gradient checkpointing on, AdamW,
-bf16). Run: `python examples/03_qwen15_32b_full_ft_8xa800.py`."""
+Knobs not named are LLaMA-Factory's defaults (micro-batch 1, gradient checkpointing on unless
+the table says off, AdamW, bf16). "fits" is estimate's verdict: required <= the card's memory, with
+none of the 5% headroom the recommender keeps. Run: `python examples/03_qwen15_32b_full_ft_8xa800.py`."""
 
 import fitplan
 from _transcript import fitplan as run_fitplan
@@ -20,13 +21,14 @@ def attention_table(model: str) -> None:
     rows = []
     for seq_len in (2048, 4096):
         for offload in OFFLOADS:
-            row = [seq_len, offload]
-            for attn in ("eager", "sdpa", "fa2"):
-                est = fitplan.estimate(model, NODE, seq_len=seq_len, method="full", zero_stage=3,
-                                       offload=offload, attn=attn)
-                row.append(f"{gib(est.peak_bytes)} {'fits' if est.fits else 'OOM'}")
-            rows.append(row)
-    table(["seq", "offload", "eager", "sdpa", "fa2"], rows)
+            for grad_ckpt in (True, False):
+                row = [seq_len, offload, "on" if grad_ckpt else "off"]
+                for attn in ("eager", "sdpa", "fa2"):
+                    est = fitplan.estimate(model, NODE, seq_len=seq_len, method="full", zero_stage=3,
+                                           offload=offload, attn=attn, grad_ckpt=grad_ckpt)
+                    row.append(f"{gib(est.peak_bytes)} {'fits' if est.fits else 'OOM'}")
+                rows.append(row)
+    table(["seq", "offload", "checkpointing", "eager", "sdpa", "fa2"], rows)
 
 
 def nodes_table(model: str) -> None:

@@ -1,49 +1,56 @@
 #!/usr/bin/env python
-"""Scenario 6: full fine-tuning of a 7B and a 70B model. How many A100-80G GPUs does each ZeRO
-stage need, with and without CPU offload, and how much host RAM does offload take?
+"""Scenario 6: full fine-tuning of a 7B and a 70B model (Llama-2). How many A100-80G GPUs does
+each ZeRO stage need, with and without CPU offload, and how much host RAM does offload take?
 
-Every other knob is LLaMA-Factory's default (micro-batch 1, gradient checkpointing, SDPA, AdamW,
-bf16), seq 2048. For each stage the smallest GPU set that fits is found by evaluating 1, 2, 4 and
-8 GPUs on one node, then 2, 3, ... 16 nodes of 8. Run: `python examples/06_full_ft_gpus_per_zero_stage.py`."""
+Two answers per stage: with the usual recipe pinned (AdamW, bf16 mixed precision) and with the
+optimizer and precision left to the recommender (8-bit Adam, pure bf16 ... when they save GPUs).
+Host RAM is not limited here so that the table can say how much each plan needs; the recommender
+otherwise assumes 2x the node's GPU memory (see the last two commands). Seq 2048; nodes hold 8
+GPUs. Run: `python examples/06_full_ft_gpus_per_zero_stage.py`."""
 
 import fitplan
+from fitplan.solver.recommend import SolverSettings, min_gpus
 from _transcript import fitplan as run_fitplan
 from _transcript import gib, say, table
 
-GPU = "A100-80G"
-GPU_SETS = [f"{n}x{GPU}" for n in (1, 2, 4, 8)] + [f"{nodes}x8x{GPU}" for nodes in range(2, 17)]
+GPU, PER_NODE, MAX_GPUS = "A100-80G", 8, 64
 STAGES = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"),
           (3, "none"), (3, "optimizer"), (3, "all")]
+UNLIMITED_HOST_RAM = SolverSettings(host_ram_bytes=64 * 2**40)
+RECIPE = dict(optim="adamw", precision="bf16")
 
 
-def fewest_gpus(model: str, zero_stage: int, offload: str):
-    """The first GPU set of GPU_SETS on which the configuration fits, with its estimate."""
-    for gpu_set in GPU_SETS:
-        est = fitplan.estimate(model, gpu_set, seq_len=2048, method="full", zero_stage=zero_stage, offload=offload)
-        if est.fits:
-            return gpu_set, est
-    return None, fitplan.estimate(model, GPU_SETS[-1], seq_len=2048, method="full", zero_stage=zero_stage,
-                                  offload=offload)
+def gpu_set(count: int) -> str:
+    return f"{count}x{GPU}" if count <= PER_NODE else f"{count // PER_NODE}x{PER_NODE}x{GPU}"
+
+
+def fewest(model: str, **pins) -> tuple[str, str, str]:
+    """(GPU set, host RAM GiB per node, what the plan chose) of the fewest GPUs that fit."""
+    count = min_gpus(fitplan.make_instance(model, f"{PER_NODE}x{GPU}", method="full", **pins), UNLIMITED_HOST_RAM,
+                     limit=MAX_GPUS)
+    if count is None:
+        return f"> {MAX_GPUS}", "", ""
+    rec = fitplan.recommend(model, gpu_set(count), method="full", settings=UNLIMITED_HOST_RAM, **pins)
+    host = gib(rec.estimate.host_ram_bytes) if rec.estimate.host_ram_bytes else "-"
+    return gpu_set(count), host, f"{rec.plan.optim.value}, {rec.plan.precision.value}"
 
 
 def main() -> None:
     for model in ("llama-2-7b", "llama-2-70b"):
-        say(f"{model}, full fine-tuning, seq 2048, on {GPU} (GiB = 2^30 bytes):")
+        say(f"{model}, full fine-tuning, seq 2048, on {GPU} (GiB = 2^30 bytes; host RAM per node):")
         rows = []
         for zero_stage, offload in STAGES:
-            gpu_set, est = fewest_gpus(model, zero_stage, offload)
-            if gpu_set is None:
-                rows.append([f"ZeRO-{zero_stage}", offload, f"none up to {GPU_SETS[-1]}",
-                             f"{gib(est.peak_bytes)} at {est.config.n_gpus} GPUs", "",
-                             f"largest term: {max(est.breakdown_bytes, key=est.breakdown_bytes.get)}"])
-                continue
-            rows.append([f"ZeRO-{zero_stage}", offload, gpu_set, gib(est.peak_bytes),
-                         gib(est.host_ram_bytes) if est.host_ram_bytes else "-", ""])
-        table(["stage", "offload", "fewest GPUs", "peak GiB/GPU", "host RAM GiB/node", "why not"], rows)
-    say("Why ZeRO-0/1/2 never fit the 70B: each GPU keeps the full 16-bit weights. The breakdown:")
-    run_fitplan("estimate --model llama-2-70b --gpus 8xA100-80G --method full --zero 2 --offload optimizer")
-    say("The cheapest 70B plan by GPU count offloads everything to the CPU; host RAM is then the limit:")
-    run_fitplan("estimate --model llama-2-70b --gpus 1xA100-80G --method full --zero 3 --offload all")
+            pinned = fewest(model, zero_stage=zero_stage, offload=offload, **RECIPE)
+            free = fewest(model, zero_stage=zero_stage, offload=offload)
+            rows.append([f"ZeRO-{zero_stage}", offload, *pinned[:2], *free])
+        table(["stage", "offload", "AdamW+bf16: GPUs", "host RAM", "any optim: GPUs", "host RAM", "chosen"], rows)
+    say("Why ZeRO-0/1/2 never fit the 70B: each GPU keeps all 16-bit weights, whatever the GPU count.")
+    run_fitplan("estimate --model llama-2-70b --gpus 8x8xA100-80G --method full --zero 2 --offload optimizer")
+    say("Offload moves the optimizer to host RAM, and host RAM becomes the limit:")
+    run_fitplan("recommend --model llama-2-70b --gpus 2xA100-80G --method full --zero 3 --offload optimizer "
+                "--optim adamw --precision bf16")
+    run_fitplan("recommend --model llama-2-70b --gpus 2xA100-80G --method full --zero 3 --offload optimizer "
+                "--optim adamw --precision bf16 --host-ram-gib 2048")
 
 
 if __name__ == "__main__":
