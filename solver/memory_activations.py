@@ -211,6 +211,22 @@ def checkpoint_bytes_per_token(model: ModelSpec, config: TrainConfig) -> int:
     return stream_bytes(config) * model.hidden_size
 
 
+def rope_cache_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """RoPE cos and sin, [1, s, head_dim] each in the stream dtype, made once per forward and
+    kept by every layer; independent of the micro batch. Settled by the trace: 2 * head_dim * 2
+    bytes per position under LoRA (128 B at head_dim 32), 4-byte elements under full."""
+    return 2 * model.head_dim * stream_bytes(config) * config.seq_len
+
+
+def forward_end_extra_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """The final norm's output, still referenced by the CausalLM forward until it returns: fp32
+    under AMP full fine-tuning (fp32 weight), else the stream dtype. Settled by the trace
+    (llama/qwen2/phi3-shaped full ckpt s=256 b=2: +4h per token at the forward's end)."""
+    if config.method == Method.full and autocast_on(config):
+        return FP32_BYTES * model.hidden_size
+    return stream_bytes(config) * model.hidden_size
+
+
 def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
     """All decoder layers' saved tensors per token at the end of the forward pass, plus the
     final norm, minus layer 0's first norm when nothing before it needs a gradient."""
@@ -223,7 +239,13 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
         final_norm += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
     if config.grad_ckpt:
         per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
-        eager_mask = 2 * config.seq_len if effective_attention(model, config) == Attention.eager else 0  # 4D mask kept as a checkpoint input
+        eager_mask = 0
+        if effective_attention(model, config) == Attention.eager:
+            # the 4D mask, kept as a checkpoint input; Gemma-2 passes a sliding-window mask too
+            # (trace, gemma2-shaped lora ckpt eager s=256 b=2: 2 masks)
+            # in the stream dtype (fp32 under AMP full fine-tuning: trace, llama-shaped full ckpt
+            # eager s=256 b=2: 4s per token)
+            eager_mask = stream_bytes(config) * config.seq_len * (2 if model.model_type == "gemma2" else 1)
         return per_layer + final_norm + eager_mask
     total = sum(layer_bytes_per_token(model, config, r) for r in roles)
     embedding_trains = config.method == Method.full
@@ -249,20 +271,68 @@ def logits_loss_per_token(model: ModelSpec) -> int:
     return per_vocab * model.vocab_size
 
 
-def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig) -> int:
-    """Extra bytes while one layer runs backward: with checkpointing its recomputed saved tensors,
-    plus the gradient temporaries of the MLP backward (trace-notes Q6: c + 12h + 4i), or with eager
-    attention the softmax backward (12 * heads * s + 24h), whichever is larger."""
+# Eager softmax backward: what one layer holds besides the 12 * heads * s probability buffers
+# (fp32 probabilities, their fp32 gradient, the softmax-backward output). Settled by the trace
+# (h=256, s=512 and 1024, llama/qwen2/phi3-shaped, ckpt eager): 2.7-4.0 KB/token under LoRA and
+# freeze (~16h, the attention side's saved inputs), 0.6-1.7 KB/token under full fine-tuning.
+EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY = 12
+EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN = 16  # x h bytes per token (LoRA, freeze)
+EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FULL = 4  # x h bytes per token (full)
+# A frozen layer that passes gradients (freeze + checkpointing, layer 0): trace, mistral/phi3-
+# shaped freeze ckpt eager s=128: 11-13h.
+EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FROZEN = 12
+
+
+def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, last: bool = False) -> int:
+    """Extra bytes, on top of the saved activations, while one layer runs backward: the first
+    layer processed (the last decoder layer), or with `last` the last one processed (layer 0).
+
+    - With checkpointing: the layer's recomputed saved tensors plus its MLP-backward temporaries
+      (c + 12h + 4i, trace-notes Q6; re-checked by the trace, lora ckpt sdpa: -0.3 %).
+    - Without: the MLP-backward temporaries on top of everything saved (12h + 4i).
+    - Eager attention: the softmax backward (12 * heads * s + ~16h) replaces the layer's own saved
+      tensors, whichever of the two moments is larger. Settled by the trace (see constants).
+    """
     h, i = model.hidden_size, model.intermediate_size
-    role = LayerRole.lora if config.uses_lora else LayerRole.trainable
-    if config.method == Method.freeze:
-        role = LayerRole.trainable
-    recomputed = layer_bytes_per_token(model, config, role) if config.grad_ckpt else 0
+    roles = layer_roles(model, config)
+    role = roles[0] if last else roles[-1]
+    if role == LayerRole.frozen_no_grad:
+        return 0
+    own = layer_bytes_per_token(model, config, role)
+    recomputed = own if config.grad_ckpt else 0
     mlp_moment = recomputed + 12 * h + 4 * i
     if effective_attention(model, config) == Attention.eager:
-        softmax_moment = recomputed + 12 * model.num_attention_heads * config.seq_len + 24 * h
+        if config.method == Method.full:
+            extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FULL * h
+        elif role == LayerRole.frozen_grad:
+            extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FROZEN * h
+        else:
+            extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN * h
+        softmax_moment = EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY * model.num_attention_heads * config.seq_len + extra
+        if not config.grad_ckpt:
+            softmax_moment -= own  # the layer's own saved tensors are already in the activations
         return max(mlp_moment, softmax_moment)
     return mlp_moment
+
+
+def autocast_copy_params(model: ModelSpec, config: TrainConfig, layers: int | None = None,
+                         lm_head: bool = True) -> int:
+    """Parameters autocast caches a 16-bit copy of: every fp32 trainable weight (and bias) a
+    matmul reads. Embeddings and norm weights are not cast. Settled by the trace (llama-shaped
+    full nock: 6.52 MiB = 2 bytes x (linear + lm_head params), not 2 x all trainable params).
+    `layers` = how many trainable decoder layers count (default all)."""
+    if not autocast_on(config):
+        return 0
+    if config.uses_lora:
+        from .memory_states import lora_params_per_layer
+
+        n = model.num_layers if layers is None else layers
+        return n * lora_params_per_layer(model, config)
+    per_layer = sum(m.params for m in model.linear_modules())
+    trainable_layers = model.num_layers if config.method == Method.full else min(config.freeze_layers, model.num_layers)
+    n = trainable_layers if layers is None else min(layers, trainable_layers)
+    head = model.vocab_size * model.hidden_size if (config.method == Method.full and lm_head) else 0
+    return n * per_layer + head
 
 
 def quantized_dequant_bytes(model: ModelSpec, config: TrainConfig) -> int:

@@ -152,6 +152,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
 
     tracker = StorageTracker()
     tracker.record_from_step = 2
+    tracker.param_shapes = {(tuple(p.shape), p.dtype) for p in trainable if p.dim() >= 2}
     seen: set[int] = set()
     for p in hf.parameters():
         if id(p) not in seen:

@@ -74,6 +74,7 @@ class StorageTracker(TorchDispatchMode):
         self.region = ""
         self.step = 0
         self.record_from_step = 0  # peaks are only recorded from this step on
+        self.param_shapes: set[tuple[tuple[int, ...], torch.dtype]] = set()  # trainable (shape, dtype)
         self.peak = PeakRecord()
         self.phase_peaks: dict[str, int] = {}
         self.region_peaks: dict[str, int] = {}  # "backward/layer 3" -> peak bytes while there
@@ -176,5 +177,11 @@ class StorageTracker(TorchDispatchMode):
             category = AUTOCAST_COPIES  # autocast's cached cast of a trainable weight
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
-                self.track(leaf, category)
+                if (category is None and self.phase == "backward"
+                        and (tuple(leaf.shape), leaf.dtype) in self.param_shapes):
+                    # a weight gradient on its way to AccumulateGrad (retagged when it lands;
+                    # a tied weight's first half waits in autograd's input buffer meanwhile)
+                    self.track(leaf, TRANSIENT)
+                else:
+                    self.track(leaf, category)
         return out
