@@ -141,3 +141,15 @@ def test_search_flags_reach_the_solver(capsys):
     row = json.loads(out)
     assert code == 0 and row["fits"]
     assert row["peak_gib"] <= 0.1 * row["capacity_gib"]
+
+
+def test_progress_bar_only_for_a_terminal_and_rows_still_complete(capsys, monkeypatch):
+    import sys
+
+    from fitplan.cli import sweep as sweep_cli
+
+    monkeypatch.setattr(sweep_cli, "_stream_is_terminal", lambda stream: stream is sys.stderr)
+    code, out, err = _run(capsys, ESTIMATE_GRID)
+    assert code == 0
+    assert err.startswith("sweep")  # the bar's label, on stderr (click draws the bar itself only on a real tty)
+    assert len(out.splitlines()) == 1 + 8  # header + every row, on stdout
