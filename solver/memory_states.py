@@ -92,6 +92,10 @@ def trainable_param_bytes_each(config: TrainConfig) -> int:
     """Bytes of one trainable parameter in the module (fp32 upcast, or 16-bit under DeepSpeed/pure_bf16)."""
     if config.precision == Precision.fp32:
         return FP32_BYTES
+    if config.precision == Precision.pure_bf16 and config.uses_lora and not uses_deepspeed(config):
+        # Issue 3 (trace): peft's autocast_adapter_dtype=True makes the adapters fp32 and
+        # LLaMA-Factory does not cast them back under pure_bf16.
+        return FP32_BYTES
     if config.precision == Precision.pure_bf16 or uses_deepspeed(config):
         return HALF_BYTES
     return FP32_BYTES
@@ -133,7 +137,11 @@ def optimizer_state_bytes_each(model: ModelSpec, config: TrainConfig) -> float:
     if config.optim == Optimizer.adafactor:
         side = config.lora_rank if config.uses_lora else model.hidden_size
         return FP32_BYTES * 2 / side
-    state_dtype = HALF_BYTES if (config.precision == Precision.pure_bf16 and not uses_deepspeed(config)) else FP32_BYTES
+    # AdamW states take the parameter's dtype: fp32 for peft's fp32 LoRA adapters even under
+    # pure_bf16 (issue 3, trace).
+    state_dtype = FP32_BYTES if uses_deepspeed(config) else trainable_param_bytes_each(config)
+    if config.precision == Precision.fp32:
+        state_dtype = FP32_BYTES
     return 2 * state_dtype
 
 
