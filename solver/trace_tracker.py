@@ -178,6 +178,7 @@ class StorageTracker(TorchDispatchMode):
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
                 if (category is None and self.phase == "backward"
+                        and leaf.untyped_storage()._cdata not in self._live
                         and (tuple(leaf.shape), leaf.dtype) in self.param_shapes):
                     # a weight gradient on its way to AccumulateGrad (retagged when it lands;
                     # a tied weight's first half waits in autograd's input buffer meanwhile)
