@@ -24,9 +24,13 @@ def _normalise(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().lower())
 
 
+# libyaml's C loader when PyYAML was built with it: the catalog is read on every CLI start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(text: str, where: str) -> object:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{where} is not valid YAML: {exc}".splitlines()[0]) from exc
 

@@ -81,6 +81,19 @@ def largest_layer_params(model: ModelSpec) -> int:
     return max(model.layer_params(), model.embedding_params(), model.lm_head_params())
 
 
+def zero3_gathered_bytes(model: ModelSpec, config: TrainConfig) -> float:
+    """ZeRO-3 gathers one module's 16-bit parameters at a time, and a trainable one also its
+    16-bit gradients: DeepSpeed's estimator takes 4 bytes x the largest layer for full
+    fine-tuning. Frozen modules (the embeddings and base layers under LoRA/freeze) have no
+    gradients, so they gather at 2 bytes per parameter."""
+    embeddings = max(model.embedding_params(), model.lm_head_params())
+    layer = model.layer_params()
+    if config.method == Method.full:
+        return 2 * HALF_BYTES * max(layer, embeddings)
+    layer_bytes = 2 * HALF_BYTES * layer if config.method == Method.freeze else HALF_BYTES * layer
+    return max(layer_bytes, HALF_BYTES * embeddings)
+
+
 # ---- what each parameter costs ---------------------------------------------------------------
 
 def uses_deepspeed(config: TrainConfig) -> bool:
@@ -190,7 +203,7 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
                            zero3_gathered=0.0, host_ram=host)
     # stage 3: everything sharded; one layer gathered at a time (params + grads, 16-bit).
     offload_params = config.offload == Offload.all
-    gathered = 2 * HALF_BYTES * largest_layer_params(model)
+    gathered = zero3_gathered_bytes(model, config)
     if offload_params:
         params_gpu, base_gpu = 0.0, 0.0
         host = p_train * max(4 * gpus_per_node, 18) * DEEPSPEED_HOST_BUFFER_FACTOR + base

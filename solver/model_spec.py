@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 
 class NormType(str, Enum):
@@ -87,6 +87,10 @@ class ModelSpec(BaseModel):
     official_params_source: str
     source: str  # where the architecture numbers come from (config.json URL or path)
 
+    # linear_modules() is asked thousands of times per recommend query; the spec is frozen, so
+    # its modules are built once.
+    _linear_modules: tuple[LinearModule, ...] | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelSpec":
         if self.num_attention_heads % self.num_kv_heads:
@@ -109,6 +113,12 @@ class ModelSpec(BaseModel):
 
     def linear_modules(self) -> list[LinearModule]:
         """The linear layers of one decoder layer, named as the family's modelling code names them."""
+        cache = self.__pydantic_private__
+        if cache.get("_linear_modules") is None:
+            cache["_linear_modules"] = tuple(self._build_linear_modules())
+        return list(cache["_linear_modules"])
+
+    def _build_linear_modules(self) -> list[LinearModule]:
         h, q, kv, i = self.hidden_size, self.q_dim, self.kv_dim, self.intermediate_size
         experts = max(self.num_experts, 1)
         qkv_bias, o_bias, mb = self.qkv_bias, self.o_bias, self.mlp_bias

@@ -20,14 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from .affine import Affine
 from .cpsat_model import KnobTable, SplitOption, build_model, solve_plan, speed_floor
 from .errors import InvalidConfigurationError
 from .estimate import Estimate, estimate, required_bytes_by_moment
 from .gpu_spec import GIB, GpuSet
-from .instance import Instance, Workload
+from .instance import Instance, Workload  # noqa: F401
 from .memory_peak import host_ram_bytes
 from .model_spec import ModelSpec
 from .rules import attention_allowed, bits_allowed, precision_allowed
@@ -151,24 +151,6 @@ def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_unit
 
 # ---- tables ------------------------------------------------------------------------------------
 
-class _FastModel(ModelSpec):
-    """The same ModelSpec with its linear modules built once: `required_bytes_by_moment` and the
-    speed model ask for them thousands of times per query. Numbers are identical."""
-
-    _linear_modules: list | None = PrivateAttr(default=None)
-
-    def linear_modules(self):
-        cache = self.__pydantic_private__  # read directly: pydantic's attribute hook is slow here
-        modules = cache.get("_linear_modules")
-        if modules is None:
-            modules = cache["_linear_modules"] = super().linear_modules()
-        return modules
-
-
-def fast_model(model: ModelSpec) -> ModelSpec:
-    return model if isinstance(model, _FastModel) else _FastModel(**dict(model))
-
-
 @dataclass
 class Candidates:
     """What the solver sees for one query, and what the explanation needs."""
@@ -195,7 +177,7 @@ def _fits(required: tuple[Affine, ...], micro_batch: int, budget: int) -> bool:
 def build_candidates(instance: Instance, settings: SolverSettings, *, prune: bool = True) -> Candidates:
     """Knob tables for the solver, fastest combinations first, memory evaluated while it can
     still matter (see module docstring)."""
-    model = fast_model(instance.model)
+    model = instance.model
     gpus = instance.gpus
     space = search_space(instance)
     budget = memory_budget_bytes(gpus, settings.headroom_fraction)
@@ -319,7 +301,7 @@ def check_pins(instance: Instance) -> None:
 # ---- the answer --------------------------------------------------------------------------------
 
 def _plan_numbers(instance: Instance, config: TrainConfig) -> StepTime:
-    return step_time(fast_model(instance.model), instance.gpus, config)
+    return step_time(instance.model, instance.gpus, config)
 
 
 def recommend(instance: Instance, settings: SolverSettings | None = None, *,
@@ -406,7 +388,7 @@ def fits_somewhere(instance: Instance, settings: SolverSettings | None = None) -
     """Whether any plan of the space fits (the same memory and host RAM limits as `recommend`),
     without ranking: stops at the first that fits."""
     settings = settings or SolverSettings()
-    model = fast_model(instance.model)
+    model = instance.model
     gpus = instance.gpus
     space = _frugal(search_space(instance), model)
     budget = memory_budget_bytes(gpus, settings.headroom_fraction)

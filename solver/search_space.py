@@ -138,7 +138,7 @@ def combination_allowed(knobs: Knobs) -> bool:
         return False
     try:
         TrainConfig(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage, offload=knobs.offload,
-                    precision=knobs.precision)
+                    precision=knobs.precision, optim=knobs.optim)
     except ValidationError:
         return False
     return True

@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
             )
         if self.offload == Offload.optimizer and self.zero_stage == 0:
             raise ValueError("optimizer offload needs DeepSpeed ZeRO 1, 2 or 3 (--zero)")
+        if self.offload != Offload.none and self.optim in (Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit):
+            raise ValueError("bitsandbytes 8-bit optimizers run on the GPU; DeepSpeed CPU offload uses its own CPU "
+                             "Adam: use --optim adamw with --offload, or --offload none")
+        if self.method == Method.qlora and self.bits == 8 and self.zero_stage == 3:
+            raise ValueError("Only 4-bit quantized model can use fsdp+qlora (LLaMA-Factory): use --bits 4 or --zero 2")
         if self.offload == Offload.all and self.zero_stage != 3:
             raise ValueError("parameter offload (--offload all) needs ZeRO-3 (--zero 3)")
         if self.mean_sample_len is not None and self.mean_sample_len > self.seq_len:
