@@ -13,6 +13,7 @@ from fitplan.solver.gpu_spec import GIB
 from fitplan.solver.instance import Instance, Pins, Workload
 from fitplan.solver.recommend import Recommendation, SolverSettings, max_seq_len, min_gpus, recommend
 
+from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
 from .exit_codes import EXIT_NOTHING_FITS
 from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
 from .render import describe_config, render_estimate
@@ -85,6 +86,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
               help="With --dataset-samples: report the time for this many epochs.")
 @click.option("--dataset-samples", type=click.IntRange(min=1), default=None, help="Samples in the dataset.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
+@emit_options
 def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
                       mean_sample_len: int | None, top_k: int, headroom: float, host_ram_gib: float | None,
                       ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float, tokens: int | None,
@@ -119,7 +121,9 @@ def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | N
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(render_recommendation(result, train_tokens))
-    # --emit goes here (cli/emit_options.py: @emit_options on this command, then
-    # write_emit(instance.model, instance.gpus, result.plan, ...) when result.plan is not None).
+    if result.plan is not None:
+        emit = {name: knobs[name] for name in EMIT_OPTION_NAMES}
+        for path in write_emit(instance.model, instance.gpus, result.plan, **emit):
+            click.echo(f"wrote {path}", err=as_json)  # keep stdout pure JSON under --json
     if result.plan is None:
         raise SystemExit(EXIT_NOTHING_FITS)

@@ -27,7 +27,7 @@ from .cpsat_model import KnobTable, SplitOption, build_model, solve_plan, speed_
 from .errors import InvalidConfigurationError
 from .estimate import Estimate, estimate, required_bytes_by_moment
 from .gpu_spec import GIB, GpuSet
-from .instance import Instance, Workload  # noqa: F401
+from .instance import Instance
 from .memory_peak import host_ram_bytes
 from .model_spec import ModelSpec
 from .rules import attention_allowed, bits_allowed, precision_allowed
