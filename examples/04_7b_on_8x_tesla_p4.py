@@ -2,15 +2,31 @@
 """Scenario 4: a 7B model (Llama-2-7B) on 8 Tesla P4 (8 GB each, no bf16, no FlashAttention-2,
 slow fp16). What fits (method, bits, sequence length, batch), and the LLaMA-Factory YAML to run it.
 
-Run: `python examples/04_7b_on_8x_tesla_p4.py`."""
+Run: `python examples/04_7b_on_8x_tesla_p4.py` (the files are written to a temporary folder and
+printed)."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
 
 import fitplan
-from fitplan.solver.emit_llamafactory import EmitPlaceholders, llamafactory_files
 from _transcript import fitplan as run_fitplan
 from _transcript import say, table
 
 MODEL, GPUS = "llama-2-7b", "8xP4"
 SEQ_LENS = [256, 512, 1024, 2048, 4096]
+
+
+@contextlib.contextmanager
+def working_directory(path: str):
+    """Run the command in a scratch folder so the files it writes go there (and paths print short)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def what_fits() -> None:
@@ -35,13 +51,13 @@ def main() -> None:
     what_fits()
     say("Without ZeRO-3 every P4 holds the whole 16-bit base; why that cannot fit:")
     run_fitplan(f"recommend --model {MODEL} --gpus {GPUS} --seq-len 1024 --zero 0 --bits 16")
-    say("The plan at 1024 tokens as LLaMA-Factory files (train.yaml, ds_config.json, launch.sh):")
-    rec = fitplan.recommend(MODEL, GPUS, seq_len=1024)
-    files = llamafactory_files(fitplan.load_model(MODEL), fitplan.parse_gpu_set(GPUS), rec.plan, EmitPlaceholders())
-    for name, text in files.items():
-        say(f"--- {name} ---")
-        say(text.rstrip("\n"))
-        say()
+    say("The plan at 1024 tokens, written as LLaMA-Factory files:")
+    with tempfile.TemporaryDirectory() as folder, working_directory(folder):
+        run_fitplan(f"recommend --model {MODEL} --gpus {GPUS} --seq-len 1024 --emit llamafactory -o p4_plan")
+        for path in sorted(Path("p4_plan").iterdir()):
+            say(f"--- {path.as_posix()} ---")
+            say(path.read_text().rstrip("\n"))
+            say()
 
 
 if __name__ == "__main__":
