@@ -187,29 +187,40 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
                            optimizer_states=p_train * state_each, comm_buffers=ddp_buckets,
                            zero3_gathered=0.0, host_ram=0.0)
 
-    # DeepSpeed: 16-bit module params and grads; fp32 master + fp32 grad partition + states sharded.
+    # DeepSpeed: 16-bit module params and grads; fp32 master + fp32 grads + states, sharded.
     stage = config.zero_stage
     fp32_side = p_train * (FP32_BYTES + FP32_BYTES + state_each)  # master, fp32 grads, states
     params16 = p_train * HALF_BYTES
     grads16 = p_train * HALF_BYTES
     reduce_bucket = HALF_BYTES * model.hidden_size**2  # "auto" = hidden_size^2 elements (HF integration)
     offload_opt = config.offload in (Offload.optimizer, Offload.all)
+    nodes = -(-n // gpus_per_node)
     if stage in (1, 2):
+        # deepspeed 0.19.8 estimate_zero2_model_states_mem_needs: GPU 2P + 18P/n (16-bit grads
+        # partitioned); stage 1 keeps full 16-bit grads until the reduce. Offload: GPU 2P; host
+        # P * max(4 * gpus, 16) * 1.5, where DeepSpeed multiplies by ALL GPUs of the job: that
+        # grows without bound with nodes, so fitplan counts the GPUs of one node and shares the
+        # 16 bytes/param of states among the nodes, as DeepSpeed's own ZeRO-3 estimator does.
         gpu_fp32 = 0.0 if offload_opt else fp32_side / n
-        grads_on_gpu = 0.0 if offload_opt else grads16  # estimator counts full 16-bit grads (4P = params+grads)
-        host = (p_train * max(4 * n, 16) * DEEPSPEED_HOST_BUFFER_FACTOR) if offload_opt else 0.0
+        grads_on_gpu = 0.0 if offload_opt else (grads16 / n if stage == 2 else grads16)
+        host_each = max(4 * min(n, gpus_per_node), 16 / nodes)
+        host = p_train * host_each * DEEPSPEED_HOST_BUFFER_FACTOR if offload_opt else 0.0
         return ModelStates(weights=base, trainable_params=params16, gradients=grads_on_gpu,
                            optimizer_states=gpu_fp32, comm_buffers=reduce_bucket,
                            zero3_gathered=0.0, host_ram=host)
-    # stage 3: everything sharded; one layer gathered at a time (params + grads, 16-bit).
+    # Stage 3: everything sharded; one module gathered at a time. deepspeed 0.19.8
+    # estimate_zero3_model_states_mem_needs with zero.Init (the HF integration loads ZeRO-3 models
+    # under it): GPU largest + 18P/n (fitplan adds the 16-bit gradient partition, 2P/n, which
+    # stage 3 keeps beside the fp32 one); optimizer offload: largest + 2P/n on the GPU and
+    # P * 16 / nodes * 1.5 on the host; parameter offload too: largest on the GPU, P * 18 / nodes * 1.5.
     offload_params = config.offload == Offload.all
     gathered = zero3_gathered_bytes(model, config)
     if offload_params:
         params_gpu, base_gpu = 0.0, 0.0
-        host = p_train * max(4 * gpus_per_node, 18) * DEEPSPEED_HOST_BUFFER_FACTOR + base
+        host = (p_train * 18 / nodes * DEEPSPEED_HOST_BUFFER_FACTOR) + base / nodes
     else:
         params_gpu, base_gpu = params16 / n, base / n
-        host = (p_train * max(4 * gpus_per_node, 16) * DEEPSPEED_HOST_BUFFER_FACTOR) if offload_opt else 0.0
+        host = (p_train * 16 / nodes * DEEPSPEED_HOST_BUFFER_FACTOR) if offload_opt else 0.0
     return ModelStates(weights=base_gpu, trainable_params=params_gpu,
                        gradients=0.0 if offload_opt else grads16 / n,
                        optimizer_states=0.0 if offload_opt else fp32_side / n,

@@ -222,7 +222,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
                 return True
         return False
 
-    lean_optim = _leanest_optimizer(space, model)
+    lean_optims = _leanest_optimizers(space, model)  # leanest first
     tables: list[KnobTable] = []
     fitting_speeds: list[int] = []  # best fitting speed of each combination seen, descending
     for upper_bound, knobs in speeds:
@@ -231,8 +231,9 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
                 break
         # Memory grows with the LoRA rank and the optimizer's state bytes (see _frugal): when the
         # leanest sibling cannot fit, this combination cannot either and needs no table.
-        lean = replace(knobs, lora_rank=space.lora_ranks[0], optim=lean_optim)
-        if prune and lean != knobs and lean in order and not can_fit(lean):
+        siblings = [replace(knobs, lora_rank=space.lora_ranks[0], optim=o) for o in lean_optims]
+        lean = next((sibling for sibling in siblings if sibling in order), knobs)
+        if prune and lean != knobs and not can_fit(lean):
             continue
         best_fitting = None
         for accumulating, splits in groups(knobs):
@@ -359,24 +360,34 @@ def recommend(instance: Instance, settings: SolverSettings | None = None, *,
 
 # ---- questions built on recommend -------------------------------------------------------------
 
-def _leanest_optimizer(space: SearchSpace, model: ModelSpec):
-    """The candidate optimizer with the fewest state bytes per parameter (memory_states)."""
+def _leanest_optimizers(space: SearchSpace, model: ModelSpec) -> tuple:
+    """The candidate optimizer with the fewest state bytes per parameter (memory_states), and the
+    leanest one DeepSpeed can offload: bitsandbytes' 8-bit optimizers cannot run under CPU offload
+    (TrainConfig rejects them there), so the offloading plans need their own leanest optimizer."""
     from .memory_states import optimizer_state_bytes_each
 
     combos = space.knob_combinations()
     if len(space.optims) == 1 or not combos:
-        return space.optims[0]
+        return space.optims[:1]
     probe = space.config(combos[0], space.splits_for(combos[0].n_gpus)[0])
-    return min(space.optims, key=lambda o: (optimizer_state_bytes_each(model, probe.model_copy(update={"optim": o})),
-                                            space.optims.index(o)))
+
+    def leanest(optims):
+        return min(optims, key=lambda o: (optimizer_state_bytes_each(model, probe.model_copy(update={"optim": o})),
+                                          space.optims.index(o)))
+
+    offloadable = [o for o in space.optims if o not in (Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit)]
+    chosen = [leanest(space.optims)]
+    if offloadable and leanest(offloadable) not in chosen:
+        chosen.append(leanest(offloadable))
+    return tuple(chosen)  # leanest first
 
 
 def _frugal(space: SearchSpace, model: ModelSpec) -> SearchSpace:
     """The part of the space that decides whether anything fits at all: every per-GPU memory term
     and host RAM grow with the LoRA rank (more adapter parameters, larger adapter outputs) and
-    with the optimizer's state bytes, so the smallest rank and the leanest optimizer fit whenever
+    with the optimizer's state bytes, so the smallest rank and the leanest optimizers fit whenever
     anything does; and only the smallest micro batch of each GPU count."""
-    optims = (_leanest_optimizer(space, model),)
+    optims = _leanest_optimizers(space, model)
     smallest = {}
     for split in space.splits:
         if split.n_gpus not in smallest or split.micro_batch < smallest[split.n_gpus].micro_batch:

@@ -58,9 +58,10 @@ def test_zero_paper_figure1_stage_memory_for_7_5b_on_64_gpus():
     assert per_param[1] * psi == pytest.approx(4 * psi + 16 * psi / n)
     assert per_param[1] * psi >= paper[1] * 0.999
     assert per_param[1] * psi - paper[1] < 4 * psi / n + 0.1e9
-    # Stage 2: fitplan follows DeepSpeed's estimator (full 16-bit gradients counted, 4 Psi + 16 Psi/n),
-    # which is above the paper's 2 Psi + 14 Psi/n: a known, conservative margin.
-    assert per_param[2] * psi >= paper[2]
+    # Stage 2: fitplan follows DeepSpeed 0.19.8's estimator, 2 Psi + 18 Psi/n: the paper's
+    # 2 Psi + 14 Psi/n plus the fp32 gradient partition (4 Psi/n).
+    assert per_param[2] * psi == pytest.approx(2 * psi + 18 * psi / n)
+    assert per_param[2] * psi - paper[2] < 4 * psi / n + 0.1e9
     # Stage 3: 16-bit params + grads + fp32 master, grads, m, v all sharded: 20 Psi/n.
     assert per_param[3] * psi == pytest.approx(20 * psi / n)
     assert per_param[3] * psi >= paper[3] * 0.99
@@ -75,35 +76,54 @@ def test_unsharded_mixed_precision_adam_is_16_bytes_per_parameter():
     assert total == 16 * model.total_params()
 
 
-# ---- DeepSpeed estimators (stage_1_and_2.py / stage3.py estimate_*_model_states_mem_needs) ----
+# ---- DeepSpeed 0.19.8 estimators (runtime/zero/stage_1_and_2.py and stage3.py,
+#      estimate_zero{2,3}_model_states_mem_needs, read in the installed package) ----------------
 
 @pytest.mark.parametrize("n_gpus", [2, 8])
 def test_zero2_matches_deepspeed_estimator(n_gpus):
-    # estimate_zero2_model_states_mem_needs: gpu = 4P + 16P/n; with cpu_offload gpu = 2P,
-    # cpu = P * max(4 * total_gpus, 16) * 1.5
+    # stage_1_and_2.py: gpu = 2P + 18P/n (2 = params_16bit; 18 = 2_grads_16bit + 4_grads_32bit
+    # + 4_params_32bit + 8_optimizer_states_32bit); cpu_offload: gpu = 2P,
+    # cpu = P * max(4 * total_gpus, 16) * 1.5 (one node here, so total_gpus = GPUs per node).
     model = load_model("llama-2-7b")
     p = model.total_params()
     on_gpu = model_states(model, _full(zero_stage=2, n_gpus=n_gpus), n_gpus)
-    assert on_gpu.trainable_params + on_gpu.gradients + on_gpu.optimizer_states == pytest.approx(4 * p + 16 * p / n_gpus)
+    assert on_gpu.trainable_params + on_gpu.gradients + on_gpu.optimizer_states == pytest.approx(2 * p + 18 * p / n_gpus)
     off = model_states(model, _full(zero_stage=2, n_gpus=n_gpus, offload="optimizer"), n_gpus)
     assert off.trainable_params + off.gradients + off.optimizer_states == pytest.approx(2 * p)
     assert off.host_ram == pytest.approx(p * max(4 * n_gpus, 16) * DEEPSPEED_HOST_BUFFER_FACTOR)
 
 
+def test_zero2_offload_host_ram_is_per_node_across_nodes():
+    # DeepSpeed's zero2 estimator multiplies by all GPUs of the job (24 TiB per node for 70B on
+    # 8 nodes of 8); each node really holds its own GPUs' processes, as its ZeRO-3 estimator says.
+    model = load_model("llama-2-70b")
+    one_node = model_states(model, _full(zero_stage=2, n_gpus=8, offload="optimizer"), 8).host_ram
+    eight_nodes = model_states(model, _full(zero_stage=2, n_gpus=64, offload="optimizer"), 8).host_ram
+    assert eight_nodes == one_node
+
+
 def test_zero3_matches_deepspeed_estimator():
-    # estimate_zero3_model_states_mem_needs: largest_layer_memory = 4 * largest_layer_params;
-    # offload params: gpu = largest_layer_memory, cpu = P * max(4 * gpus_per_node, 18) * 1.5;
-    # offload optimizer only: gpu = largest_layer_memory + 2P/n, cpu = P * max(4 * gpus_per_node, 16) * 1.5.
+    # stage3.py with zero_init (transformers loads ZeRO-3 models under deepspeed.zero.Init):
+    # largest_layer_memory = 4 * largest_layer_params; offload params: gpu = largest_layer_memory,
+    # cpu = P * 18 / num_nodes * 1.5; offload optimizer only: gpu = largest + 2P/n,
+    # cpu = P * 16 / num_nodes * 1.5. Full fine-tuning, so the gathered layer has gradients.
     model = load_model("llama-2-70b")
     p, n, per_node = model.total_params(), 16, 8
     largest = 4 * largest_layer_params(model)
     all_off = model_states(model, _full(zero_stage=3, n_gpus=n, offload="all"), per_node)
     assert all_off.trainable_params + all_off.gradients + all_off.optimizer_states + all_off.zero3_gathered == largest
-    assert all_off.host_ram == pytest.approx(p * max(4 * per_node, 18) * DEEPSPEED_HOST_BUFFER_FACTOR)
+    assert all_off.host_ram == pytest.approx(p * 18 / 2 * DEEPSPEED_HOST_BUFFER_FACTOR)
     opt_off = model_states(model, _full(zero_stage=3, n_gpus=n, offload="optimizer"), per_node)
     assert (opt_off.trainable_params + opt_off.gradients + opt_off.optimizer_states + opt_off.zero3_gathered
             == pytest.approx(largest + 2 * p / n))
-    assert opt_off.host_ram == pytest.approx(p * max(4 * per_node, 16) * DEEPSPEED_HOST_BUFFER_FACTOR)
+    assert opt_off.host_ram == pytest.approx(p * 16 / 2 * DEEPSPEED_HOST_BUFFER_FACTOR)
+
+
+def test_zero3_gathers_frozen_modules_without_gradients():
+    # LoRA: the frozen embedding / base layer is gathered in 16-bit with no gradient (2 B/param).
+    model = load_model("qwen2.5-7b")
+    states = model_states(model, make_config(method="lora", zero_stage=3, n_gpus=8), 8)
+    assert states.zero3_gathered == 2 * largest_layer_params(model)
 
 
 # ---- bitsandbytes storage (QLoRA paper, section 3) -----------------------------------------
