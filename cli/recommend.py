@@ -46,7 +46,9 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     lines.append(f"memory budget per GPU: {result.memory_budget_bytes / GIB:.2f} GiB "
                  f"({result.headroom_fraction:.0%} headroom); host RAM assumed {result.host_ram_limit_bytes / GIB:.0f} GiB per node")
     if result.runners_up:
-        lines.append("runners-up:")
+        lines.append("runners-up (the plan above is the best quality among plans within "
+                     f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
+                     "AMP over pure_bf16, 32-bit AdamW, more headroom):")
         for k, runner in enumerate(result.runners_up, start=2):
             lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
                          f"{describe_config_of(runner.plan)}")
