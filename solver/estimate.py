@@ -144,10 +144,10 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     max_reserved = max(reserved, min(reservable, max(r.at(mb) for r in max_reserved_bytes_by_moment(model, gpus, config))))
     notes = []
     if max_reserved > reserved and not config.packing:
-        assumption = ("unpacked samples averaging seq_len tokens (pass --mean-sample-len for your data)"
-                      if config.mean_sample_len is None else f"a mean sample length of {config.mean_sample_len}")
-        notes.append(f"with variable sample lengths max_memory_reserved can reach {max_reserved / GIB:.1f} GiB "
-                     f"({assumption}); that cache is released before an OOM, so it does not decide fits")
+        assumption = ("assuming unpacked samples average seq_len tokens (--mean-sample-len sets yours)"
+                      if config.mean_sample_len is None else f"with a mean sample length of {config.mean_sample_len}")
+        notes.append(f"max_memory_reserved can reach {max_reserved / GIB:.1f} GiB with variable sample lengths, "
+                     f"{assumption}; the allocator releases that cache before an OOM, so it does not decide fits")
     if config.seq_len > model.max_position_embeddings:
         notes.append(f"seq_len {config.seq_len} is beyond the model's {model.max_position_embeddings} "
                      "positions: set rope_scaling")
