@@ -4,24 +4,8 @@ from __future__ import annotations
 
 from fitplan.solver.estimate import Estimate
 from fitplan.solver.gpu_spec import GIB
+from fitplan.solver.term_labels import TERM_LABELS  # noqa: F401  (re-exported for cli.check, cli.trace)
 
-TERM_LABELS = {
-    "weights": "base weights",
-    "trainable_params": "trainable params",
-    "gradients": "gradients",
-    "optimizer_states": "optimizer states",
-    "activations": "activations",
-    "logits_loss": "logits + loss",
-    "autocast_weight_copies": "autocast weight copies",
-    "transient": "transient",
-    "comm_buffers": "comm buffers",
-    "zero3_gathered_layer": "ZeRO-3 gathered layer",
-    "allocator_reserve": "allocator reserve",
-    "variable_length_cache": "variable-length cache",
-    "cuda_context": "CUDA context",
-    "kernel_workspaces": "kernel workspaces",
-    "nccl_buffers": "NCCL buffers",
-}
 
 
 def gib(value: int) -> str:

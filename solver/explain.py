@@ -14,24 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .estimate import estimate
 from .gpu_spec import GIB
+from .term_labels import TERM_LABELS
 from .training_config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from .instance import Instance
     from .recommend import Candidates, SolverSettings
 
-TERM_WORDS = {
-    "weights": "weights",
-    "trainable_params": "trainable params",
-    "gradients": "gradients",
-    "optimizer_states": "optimizer states",
-    "activations": "activations",
-    "logits_loss": "logits + loss",
-    "autocast_weight_copies": "autocast weight copies",
-    "transient": "transient buffers",
-    "comm_buffers": "comm buffers",
-    "zero3_gathered_layer": "ZeRO-3 gathered layer",
-}
+
 FLAG_OF_PIN = {"method": "--method", "bits": "--bits", "lora_rank": "--lora-rank", "lora_targets": "--lora-target",
                "freeze_layers": "--freeze-layers", "micro_batch": "--micro-batch", "grad_accum": "--grad-accum",
                "grad_ckpt": "--grad-ckpt/--no-grad-ckpt", "attn": "--attn", "zero_stage": "--zero",
@@ -105,7 +95,7 @@ def _memory_sentence(instance: "Instance", settings: "SolverSettings", candidate
     config = candidates.space.config(table.knobs, option.split)
     result = estimate(instance.model, gpus, config)
     terms = sorted({**result.breakdown_bytes, **result.overhead_bytes}.items(), key=lambda item: -item[1])
-    shown = [f"{TERM_WORDS.get(name, name.replace('_', ' '))} {_gib(value)}" for name, value in terms[:3]]
+    shown = [f"{TERM_LABELS.get(name, name.replace('_', ' '))} {_gib(value)}" for name, value in terms[:3]]
     rest = result.peak_bytes - sum(value for _, value in terms[:3])
     gpu = gpus.gpu
     sentence = (f"the plan closest to fitting, {describe_plan(config)} at seq {config.seq_len}, needs "
