@@ -74,23 +74,31 @@ def describe_plan(config: TrainConfig) -> str:
 def _memory_sentence(instance: "Instance", settings: "SolverSettings", candidates: "Candidates") -> tuple[str, TrainConfig | None, int | None]:
     gpus = instance.gpus
     budget = candidates.budget_bytes
-    best = None
-    for table in candidates.tables:
-        if table.host_ram_bytes > candidates.host_ram_limit_bytes:
-            continue
-        option = min(table.options, key=lambda o: o.split.micro_batch)
-        need = max(term.at(option.split.micro_batch) for term in table.required)
-        key = (need, candidates.order[table.knobs])
-        if best is None or key < best[0]:
-            best = (key, table, option)
+    host_limit = candidates.host_ram_limit_bytes
+
+    def closest(tables):
+        """The table whose smallest micro batch needs the least GPU memory, with that option."""
+        best = None
+        for table in tables:
+            option = min(table.options, key=lambda o: o.split.micro_batch)
+            need = max(term.at(option.split.micro_batch) for term in table.required)
+            key = (need, candidates.order[table.knobs])
+            if best is None or key < best[0]:
+                best = (key, table, option)
+        return best
+
+    best = closest([t for t in candidates.tables if t.host_ram_bytes <= host_limit])
     if best is None:
-        offload_tables = [t for t in candidates.tables if t.host_ram_bytes > candidates.host_ram_limit_bytes]
-        if offload_tables:
-            least = min(offload_tables, key=lambda t: t.host_ram_bytes)
+        best = closest(candidates.tables)
+        if best is None:
+            return "no configuration of the pinned knobs is possible", None, None
+        gpu_fitting = [t for t in candidates.tables
+                       if max(term.at(min(o.split.micro_batch for o in t.options)) for term in t.required) <= budget]
+        if gpu_fitting:  # the GPUs would hold these plans: host RAM is what binds
+            least = min(gpu_fitting, key=lambda t: t.host_ram_bytes)
             return (f"the only plans that fit the GPUs offload to host RAM and need at least "
-                    f"{_gib(least.host_ram_bytes)} per node, more than the {_gib(candidates.host_ram_limit_bytes)} "
+                    f"{_gib(least.host_ram_bytes)} per node, more than the {_gib(host_limit)} "
                     "assumed: pass --host-ram-gib with what your nodes have", None, None)
-        return "no configuration of the pinned knobs is possible", None, None
     _, table, option = best
     config = candidates.space.config(table.knobs, option.split)
     result = estimate(instance.model, gpus, config)
