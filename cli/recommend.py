@@ -48,7 +48,7 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     if result.runners_up:
         lines.append("runners-up (the plan above is the best quality among plans within "
                      f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
-                     "AMP over pure_bf16, 32-bit AdamW, more headroom):")
+                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
         for k, runner in enumerate(result.runners_up, start=2):
             lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
                          f"{describe_config_of(runner.plan)}")

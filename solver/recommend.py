@@ -142,11 +142,14 @@ _METHOD_QUALITY = {Method.full: 3, Method.lora: 2, Method.qlora: 2, Method.freez
 
 def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
     """Larger is better: 16-bit over 8 over 4, full over LoRA over freeze, larger rank, AMP over
-    pure_bf16, 32-bit AdamW over the rest, more headroom, then faster; the last two entries only
-    make the order total (earlier combination in the search order, smaller micro batch)."""
+    pure_bf16, 32-bit AdamW over the rest, then the simpler setup (no CPU offload, the lower ZeRO
+    stage: fewer moving parts for the same speed), more headroom, then faster; the last two
+    entries only make the order total (earlier combination in the search order, smaller micro
+    batch)."""
     rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
     return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
-            knobs.optim == Optimizer.adamw, headroom_bytes, speed_units, -order, -split.micro_batch)
+            knobs.optim == Optimizer.adamw, knobs.offload == Offload.none, -knobs.zero_stage,
+            headroom_bytes, speed_units, -order, -split.micro_batch)
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -351,7 +354,8 @@ def recommend(instance: Instance, settings: SolverSettings | None = None, *,
         tokens_per_s=timing.tokens_per_s,
         step_time_s=timing.step_time_s,
         step_time_breakdown_s={"compute": timing.compute_s, "launch_overhead": timing.overhead_s,
-                               "dequantisation": timing.dequant_s, "communication": timing.communication_s,
+                               "dequantisation": timing.dequant_s, "adapters": timing.adapters_s,
+                               "communication": timing.communication_s,
                                "offload": timing.offload_s, "optimizer": timing.optimizer_s},
         runners_up=runners,
         **common,

@@ -41,11 +41,12 @@ class StepTime:
     offload_s: float  # PCIe copies to and from host memory
     optimizer_s: float  # optimizer update (GPU, or CPU Adam under offload)
     tokens_per_step: int  # tokens of one optimizer step over all GPUs
+    adapters_s: float = 0.0  # LoRA adapters' elementwise work on their inputs (memory-bound)
 
     @property
     def step_time_s(self) -> float:
         return (self.compute_s + self.overhead_s + self.dequant_s + self.communication_s + self.offload_s
-                + self.optimizer_s)
+                + self.optimizer_s + self.adapters_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -181,6 +182,18 @@ def _dequant_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfi
     return _passes_per_micro_step(config) * weights * bytes_per_weight / _dram_bytes_per_s(gpu)
 
 
+def _adapter_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfig) -> float:
+    """Each LoRA adapter moves its input through elementwise kernels in every pass (dtype casts,
+    dropout, scaling and the add, and their backward): memory-bound traffic proportional to
+    tokens x the adapted module's input width (constant: speed_constants)."""
+    if not config.uses_lora:
+        return 0.0
+    input_elements = model.num_layers * sum(m.in_features * m.count for m in lora_targets(model, config))
+    traffic = (_passes_per_micro_step(config) * config.micro_batch * config.seq_len * input_elements
+               * K.LORA_ELEMENTWISE_BYTES_PER_INPUT_ELEMENT)
+    return traffic / _dram_bytes_per_s(gpu)
+
+
 def _grad_bytes_each(config: TrainConfig) -> int:
     """Gradients as DDP reduces them: in the trainable parameters' dtype (fp32 under AMP)."""
     if config.precision == Precision.pure_bf16:
@@ -236,6 +249,7 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     compute = accum * per_token.flops_per_token * tokens_micro / rate
     overhead = accum * K.LAYER_PASS_OVERHEAD_S * shape.num_layers * _passes_per_micro_step(config)
     dequant = accum * _dequant_s_per_micro_step(model, gpu, config)
+    adapters = accum * _adapter_s_per_micro_step(model, gpu, config)
 
     p_train = per_token.trainable_params
     ring = (n - 1) / n if n > 1 else 0.0
@@ -274,4 +288,4 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
         optimizer = shard * _optimizer_bytes_per_param(config.optim) / _dram_bytes_per_s(gpu)
     return StepTime(compute_s=compute, overhead_s=overhead, dequant_s=dequant, communication_s=communication,
                     offload_s=offload, optimizer_s=optimizer,
-                    tokens_per_step=config.micro_batch * accum * n * config.seq_len)
+                    tokens_per_step=config.micro_batch * accum * n * config.seq_len, adapters_s=adapters)

@@ -55,6 +55,20 @@ DRAM_EFFICIENCY = 0.8
 # traffic so that it scales with each GPU's bandwidth.
 DEQUANT_EFFECTIVE_BYTES_PER_WEIGHT = {4: 16.0, 8: 23.0}
 
+# Bytes of elementwise traffic per element of a LoRA-adapted module's input, per pass. peft's
+# forward casts the input to the adapter dtype (write 4), autocast casts it back for the matmul
+# (read 4, write 2), and dropout/scaling/add and their backward move it again; the measured cost
+# is what this constant expresses. FITTED on measured-calibration.csv, Qwen-7B-Chat LoRA r8 on an
+# A100 at max_length 2048 with checkpointing: `c_attn` only 4.31 samples/s vs all five linears
+# 3.22 samples/s (rows 31 and 36). The extra 0.078 s per sample over the four added modules'
+# inputs (4096 + 4096 + 4096 + 11008 per layer x 32 layers x 3 passes x ~1,300 kept tokens per
+# sample, solver/framework_profiles.py) at 0.8 x 2,039 GB/s is about 40 bytes per element on its
+# own; with MATMUL_EFFICIENCY_MAX and LAYER_PASS_OVERHEAD_S fitted before this term existed, 18
+# keeps every calibration row within 0.70-1.4 of measured and orders all-linear LoRA below
+# attention-only LoRA (rank/targets Spearman 0.60 -> 0.80; the rest of that sweep is r2 vs r8 vs
+# r64 within 3 %, where the published r2 is slower than r8: noise).
+LORA_ELEMENTWISE_BYTES_PER_INPUT_ELEMENT = 18.0
+
 # Optimizer step on the GPU: AdamW reads param, grad, m, v and writes param, m, v, all fp32:
 # 7 x 4 = 28 bytes per trainable parameter (torch fused AdamW, one pass). 8-bit AdamW moves the
 # two states as 1 byte each: 4 + 4 + 1 + 1 + 4 + 1 + 1 = 16 bytes.
