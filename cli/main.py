@@ -10,7 +10,7 @@ import click
 
 from fitplan.solver.errors import FitplanError
 
-from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS  # noqa: F401  (re-exported for commands)
+from .exit_codes import EXIT_BAD_INPUT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

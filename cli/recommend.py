@@ -7,10 +7,9 @@ from types import SimpleNamespace
 
 import click
 
-from fitplan.solver.catalog import load_model, parse_gpu_set
+import fitplan
 from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.gpu_spec import GIB
-from fitplan.solver.instance import Instance, Pins, Workload
 from fitplan.solver.recommend import Recommendation, SolverSettings, max_seq_len, min_gpus, recommend
 
 from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
@@ -94,10 +93,8 @@ def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | N
                       ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float, tokens: int | None,
                       epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> None:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
-    instance = Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
-                        workload=Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
-                                          mean_sample_len=mean_sample_len),
-                        pins=Pins(**pins_from_kwargs(knobs)))
+    instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
+                                     mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
     settings = SolverSettings(time_limit_s=time_limit, headroom_fraction=headroom, top_k=top_k,
                               host_ram_bytes=int(host_ram_gib * GIB) if host_ram_gib else None)
     train_tokens = _tokens(tokens, epochs, dataset_samples, seq_len)
