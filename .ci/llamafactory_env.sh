@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.lfvenv
-PY="${PYTHON:-python3.11}"
+PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"  # the torch 2.13.0 CPU wheel here is cp311
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<'PY' 2>/dev/null
 from importlib.metadata import version
