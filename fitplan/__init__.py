@@ -88,7 +88,7 @@ def _pins(knobs: dict):
     unknown knob or bad value becomes a one-line FitplanError."""
     from pydantic import ValidationError
 
-    from fitplan.solver.errors import InvalidConfigurationError
+    from fitplan.solver.errors import InvalidConfigurationError, validation_message
     from fitplan.solver.instance import Pins
 
     knobs = {k: v for k, v in knobs.items() if v is not None}
@@ -99,11 +99,9 @@ def _pins(knobs: dict):
     try:
         return Pins(**knobs)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "pins"
-        known = ", ".join(Pins.model_fields)
-        hint = f" (knobs: {known})" if first.get("type") == "extra_forbidden" else ""
-        raise InvalidConfigurationError(f"{where}: {first.get('msg', exc)}{hint}") from None
+        unknown = exc.errors()[0].get("type") == "extra_forbidden"
+        hint = f" (knobs: {', '.join(Pins.model_fields)})" if unknown else ""
+        raise InvalidConfigurationError(validation_message(exc, "pins") + hint) from None
 
 
 def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
@@ -113,15 +111,14 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
     `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len)."""
     from pydantic import ValidationError
 
-    from fitplan.solver.errors import InvalidConfigurationError
+    from fitplan.solver.errors import InvalidConfigurationError, validation_message
     from fitplan.solver.instance import Instance, Workload
 
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
                             mean_sample_len=mean_sample_len)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidConfigurationError(f"{first['loc'][0]}: {first['msg']}") from None
+        raise InvalidConfigurationError(validation_message(exc)) from None
     return Instance(model=_as_model(model), gpus=_as_gpus(gpus), workload=workload, pins=_pins(knobs))
 
 

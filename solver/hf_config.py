@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from .errors import ConfigFileError
+from .errors import ConfigFileError, validation_message
 from .model_spec import Family, ModelSpec
 
 Config = dict[str, Any]
@@ -225,6 +225,4 @@ def model_from_config_file(path: Path) -> ModelSpec:
                           official_params_source=_COMPUTED, source=str(file), **fields)
         return draft.model_copy(update={"official_params": draft.total_params()})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigFileError(f"{file}: {where}: {first['msg']}; check the config.json values") from exc
+        raise ConfigFileError(f"{file}: {validation_message(exc, 'config')}; check the config.json values") from exc

@@ -7,7 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .errors import InvalidConfigurationError
+from .errors import InvalidConfigurationError, validation_message
 
 
 class Method(str, Enum):
@@ -135,7 +135,4 @@ def make_config(**knobs) -> TrainConfig:
     try:
         return TrainConfig(**knobs)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "configuration"
-        message = first.get("msg", str(exc)).removeprefix("Value error, ")
-        raise InvalidConfigurationError(f"{where}: {message}" if where != "configuration" else message) from None
+        raise InvalidConfigurationError(validation_message(exc)) from None
