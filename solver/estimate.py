@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .affine import Affine
 from .errors import InvalidConfigurationError
-from .gpu_spec import GIB, GpuSet
+from .gpu_spec import GIB, GpuSet, to_gib
 from .memory_peak import Moment, host_ram_bytes, step_moments
 from .memory_states import frozen_params, trainable_params
 from .model_spec import ModelSpec
@@ -56,26 +56,23 @@ class Estimate(BaseModel):
 
     def to_json_dict(self) -> dict:
         """The stable `--json` object (GiB = 2^30 bytes)."""
-        def gib(value: int) -> float:
-            return round(value / GIB, 3)
-
         return {
             "model": self.model,
             "gpus": self.gpus,
             "config": self.config.model_dump(mode="json"),
             "fits": self.fits,
-            "peak_gib_per_gpu": gib(self.peak_bytes),
-            "reserved_gib_per_gpu": gib(self.reserved_peak_bytes),
-            "max_reserved_gib_per_gpu": gib(self.max_reserved_bytes),
-            "tensor_peak_gib_per_gpu": gib(self.tensor_peak_bytes),
-            "capacity_gib": gib(self.capacity_bytes),
-            "headroom_gib": gib(self.headroom_bytes),
+            "peak_gib_per_gpu": to_gib(self.peak_bytes),
+            "reserved_gib_per_gpu": to_gib(self.reserved_peak_bytes),
+            "max_reserved_gib_per_gpu": to_gib(self.max_reserved_bytes),
+            "tensor_peak_gib_per_gpu": to_gib(self.tensor_peak_bytes),
+            "capacity_gib": to_gib(self.capacity_bytes),
+            "headroom_gib": to_gib(self.headroom_bytes),
             "peak_moment": self.peak_moment,
             "peak_phase": self.peak_phase,
-            "breakdown_gib": {k: gib(v) for k, v in self.breakdown_bytes.items()},
-            "overhead_gib": {k: gib(v) for k, v in self.overhead_bytes.items()},
+            "breakdown_gib": {k: to_gib(v) for k, v in self.breakdown_bytes.items()},
+            "overhead_gib": {k: to_gib(v) for k, v in self.overhead_bytes.items()},
             "moments": [m.model_dump() for m in self.moments],
-            "host_ram_gib": gib(self.host_ram_bytes),
+            "host_ram_gib": to_gib(self.host_ram_bytes),
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "notes": self.notes,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from .estimate import estimate
-from .gpu_spec import GIB
+from .gpu_spec import GIB, to_gib
 from .term_labels import TERM_LABELS
 from .training_config import TrainConfig
 
@@ -44,7 +44,7 @@ class Explanation(BaseModel):
         return {
             "binding": self.binding,
             "closest_plan": self.closest_plan.model_dump(mode="json") if self.closest_plan else None,
-            "closest_required_gib": round(self.closest_required_bytes / GIB, 3) if self.closest_required_bytes else None,
+            "closest_required_gib": to_gib(self.closest_required_bytes) if self.closest_required_bytes else None,
             "max_seq_len": self.max_seq_len,
             "min_gpus": self.min_gpus,
             "suggestions": self.suggestions,

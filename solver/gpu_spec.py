@@ -8,6 +8,11 @@ GIB = 2**30
 MIB = 2**20
 
 
+def to_gib(nbytes: float, digits: int = 3) -> float:
+    """Bytes as GiB (2^30), rounded for reports and JSON."""
+    return round(nbytes / GIB, digits)
+
+
 class GpuSpec(BaseModel):
     """One GPU model. Numbers are copied from the sources named in `sources` (catalogs/gpus.yaml)."""
 

@@ -26,7 +26,7 @@ from .affine import Affine
 from .cpsat_model import KnobTable, SplitOption, build_model, solve_plan, speed_floor
 from .errors import InvalidConfigurationError
 from .estimate import Estimate, estimate, required_bytes_by_moment
-from .gpu_spec import GIB, GpuSet
+from .gpu_spec import GIB, GpuSet, to_gib
 from .instance import Instance
 from .memory_peak import host_ram_bytes
 from .model_spec import ModelSpec
@@ -106,10 +106,10 @@ class Recommendation(BaseModel):
             "step_time_s": round(self.step_time_s, 4) if self.step_time_s is not None else None,
             "step_time_breakdown_s": {k: round(v, 4) for k, v in self.step_time_breakdown_s.items()},
             "headroom_fraction": self.headroom_fraction,
-            "memory_budget_gib": round(self.memory_budget_bytes / GIB, 3),
-            "host_ram_limit_gib": round(self.host_ram_limit_bytes / GIB, 3),
+            "memory_budget_gib": to_gib(self.memory_budget_bytes),
+            "host_ram_limit_gib": to_gib(self.host_ram_limit_bytes),
             "runners_up": [{"plan": r.plan.model_dump(mode="json"), "tokens_per_s": round(r.tokens_per_s, 1),
-                            "step_time_s": round(r.step_time_s, 4), "peak_gib": round(r.peak_bytes / GIB, 3)}
+                            "step_time_s": round(r.step_time_s, 4), "peak_gib": to_gib(r.peak_bytes)}
                            for r in self.runners_up],
             "explanation": self.explanation.to_json_dict() if self.explanation else None,
         }

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import FitplanError
 from .estimate import Estimate, estimate
-from .gpu_spec import GIB, GpuSet
+from .gpu_spec import GIB, GpuSet, to_gib
 from .instance import Instance, Pins, Workload, config_for_estimate
 from .model_spec import ModelSpec
 from .training_config import TrainConfig
@@ -88,7 +88,7 @@ COLUMNS = list(SweepRow.model_fields)
 
 
 def _gib(value: int) -> float:
-    return round(value / GIB, 2)
+    return to_gib(value, digits=2)  # CSV columns: two decimals
 
 
 def _knob_columns(config: TrainConfig) -> dict:
