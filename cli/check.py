@@ -23,11 +23,6 @@ from fitplan.solver.training_config import Attention, Offload, TrainConfig
 from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS, EXIT_OK
 from .render import TERM_LABELS, describe_config, render_estimate
 
-# Knobs that change memory but not what is learned (same method, rank, data, global batch),
-# in the order a user would rather change them.
-MEMORY_ONLY_KNOBS = ("micro_batch", "grad_ckpt", "attn", "zero_stage", "offload")
-
-
 def _resolve_model(run: LlamaFactoryRun, model_option: str | None) -> ModelSpec:
     if model_option:
         return load_model(model_option)

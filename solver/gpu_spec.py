@@ -49,10 +49,6 @@ class GpuSpec(BaseModel):
         return int(major), int(minor)
 
     @property
-    def memory_gib(self) -> float:
-        return self.memory_bytes / GIB
-
-    @property
     def pcie_gbps_per_direction(self) -> float:
         """PCIe payload bandwidth per direction, GB/s: 0.985 GB/s per gen-3 lane (128b/130b at
         8 GT/s), doubling each generation (PCI-SIG base specifications)."""

@@ -37,7 +37,6 @@ HALF_BYTES = 2  # bf16 / fp16
 NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize used by transformers' BitsAndBytesConfig
 NF4_DOUBLE_QUANT_BLOCK = 256  # second-level blocks of absmax constants
 BNB_OPTIM_BLOCK = 256  # bitsandbytes 8-bit optimizers: blockwise quantization, 256 values a block
-BNB_OPTIM_MIN_8BIT_SIZE = 4096  # tensors smaller than this keep 32-bit states (bnb min_8bit_size)
 DEEPSPEED_HOST_BUFFER_FACTOR = 1.5  # `additional_buffer_factor` of DeepSpeed's estimators
 
 

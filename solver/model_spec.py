@@ -176,10 +176,3 @@ class ModelSpec(BaseModel):
         """Parameter count computed from the architecture (checked against `official_params`)."""
         return (self.embedding_params() + self.lm_head_params() + self.num_layers * self.layer_params()
                 + self.norm_params_per_norm())
-
-    def active_layer_params(self) -> int:
-        """Parameters one token passes through in one layer (MoE: only the routed experts)."""
-        if not self.num_experts:
-            return self.layer_params()
-        expert_params = sum(m.params for m in self.linear_modules() if m.count > 1) // self.num_experts
-        return self.layer_params() - expert_params * (self.num_experts - self.experts_per_token)

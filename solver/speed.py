@@ -151,7 +151,7 @@ def flops_per_token(model: ModelSpec, config: TrainConfig) -> float:
     causal = K.CAUSAL_FLOP_FRACTION_EAGER if config.attn == Attention.eager else K.CAUSAL_FLOP_FRACTION_FUSED
     attn_fwd = 4 * config.seq_len * shape.q_dim * causal
     layer_fwd = 2 * shape.layer_matmul_params + attn_fwd
-    trained, grad_only, forward_only = _layer_backward_kinds(config, shape.num_layers)
+    trained, grad_only, _frozen_no_grad = _layer_backward_kinds(config, shape.num_layers)
     with_grad = trained + grad_only
     total = shape.num_layers * layer_fwd
     total += trained * (4 * shape.layer_matmul_params + 2 * attn_fwd)

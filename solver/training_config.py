@@ -120,10 +120,6 @@ class TrainConfig(BaseModel):
         return self.mean_sample_len / self.seq_len
 
     @property
-    def tokens_per_micro_batch(self) -> int:
-        return self.micro_batch * self.seq_len
-
-    @property
     def global_batch(self) -> int:
         return self.micro_batch * self.grad_accum * self.n_gpus
 
