@@ -4,6 +4,8 @@ constraints, so both see the very same numbers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 from .affine import Affine
@@ -79,37 +81,41 @@ class Estimate(BaseModel):
         }
 
 
-def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[tuple[Moment, Affine, Affine]]:
-    """For each peak candidate: (moment, tensor bytes, required bytes), each affine in the micro
-    batch; `config.micro_batch` is ignored here. Required = tensors + the allocator's steady
-    reserve + workspaces + CUDA context and NCCL: what the GPU must hold, and what decides fits.
+@dataclass(frozen=True)
+class MomentMemory:
+    """One peak candidate's figures, each affine in the micro batch."""
 
-    The cached variable-length loss segments (solver/overhead.py) are not in it: they are whole
-    free segments, which PyTorch's caching allocator releases (`release_cached_blocks`) and
-    retries before it raises an OOM, so they raise `max_memory_reserved` but cannot make a run
-    fail. `max_reserved_bytes_by_moment` gives that figure."""
+    moment: Moment
+    tensor: Affine  # what torch.cuda.max_memory_allocated() sees
+    required: Affine  # + steady allocator reserve, workspaces, CUDA context, NCCL: decides fits
+    max_reserved: Affine  # + reclaimable variable-length segments, - outside-allocator terms
+
+
+def memory_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[MomentMemory]:
+    """Every peak candidate's tensor, required and max-reserved bytes (`config.micro_batch` is
+    ignored: each figure is affine in it).
+
+    Required = tensors + the allocator's steady reserve + workspaces + CUDA context and NCCL:
+    what the GPU must hold. The cached variable-length loss segments (solver/overhead.py) are
+    only in max_reserved, what `torch.cuda.max_memory_reserved()` reaches (the calibrated
+    figure, docs/accuracy.md): they are whole free segments, which PyTorch's caching allocator
+    releases (`release_cached_blocks`) and retries with before it raises an OOM, so they cannot
+    make a run fail."""
     extra = overheads(model, gpus.gpu, config)
-    fixed_overheads = extra.allocator_side() + extra.outside_allocator()
-    result = []
+    rows = []
     for moment in step_moments(model, config, gpus.gpus_per_node):
         tensor = moment.total()
-        required = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + fixed_overheads
-        result.append((moment, tensor, required))
-    return result
-
-
-def max_reserved_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[Affine]:
-    """What `torch.cuda.max_memory_reserved()` reaches at each moment: tensors, the steady
-    reserve, allocator-side workspaces and the reclaimable variable-length segments (the figure
-    calibrated against published measurements, docs/accuracy.md)."""
-    extra = overheads(model, gpus.gpu, config)
-    result = []
-    for moment in step_moments(model, config, gpus.gpus_per_node):
-        tensor = moment.total()
+        held = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + extra.allocator_side()
         blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
-        result.append(tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction, blocks)
-                      + extra.allocator_side())
-    return result
+        rows.append(MomentMemory(moment=moment, tensor=tensor, required=held + extra.outside_allocator(),
+                                 max_reserved=held + blocks))
+    return rows
+
+
+def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[tuple[Moment, Affine, Affine]]:
+    """(moment, tensor bytes, required bytes) per peak candidate: what the recommender
+    constrains, the same numbers `estimate` reports."""
+    return [(row.moment, row.tensor, row.required) for row in memory_by_moment(model, gpus, config)]
 
 
 def check_runnable(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> None:
@@ -123,22 +129,21 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     """Per-GPU memory of one configuration, and whether it fits."""
     check_runnable(model, gpus, config)
     mb = config.micro_batch
-    rows = required_bytes_by_moment(model, gpus, config)
-    moments = [MomentBytes(name=m.name, phase=m.phase, tensor_bytes=t.at(mb), required_bytes=r.at(mb))
-               for m, t, r in rows]
-    peak_index = max(range(len(rows)), key=lambda k: (rows[k][2].at(mb), -k))
-    peak_moment, peak_tensor, peak_required = rows[peak_index]
+    rows = memory_by_moment(model, gpus, config)
+    moments = [MomentBytes(name=r.moment.name, phase=r.moment.phase, tensor_bytes=r.tensor.at(mb),
+                           required_bytes=r.required.at(mb)) for r in rows]
+    peak = max(rows, key=lambda r: r.required.at(mb))  # max() keeps the earliest of tied moments
+    peak_moment, peak_tensor, peak_required = peak.moment, peak.tensor, peak.required
     extra = overheads(model, gpus.gpu, config)
-    overhead_bytes = {name: term.at(mb) for name, term in extra.terms.items()}
     # Reserved (hard) = what must be held inside the caching allocator; the reclaimable
     # variable-length segments come on top of it only in max_memory_reserved.
     steady_reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction).at(mb)
-    overhead_bytes = {"allocator_reserve": steady_reserve, **overhead_bytes}
+    overhead_bytes = {"allocator_reserve": steady_reserve, **{n: t.at(mb) for n, t in extra.terms.items()}}
     reserved = peak_required.at(mb) - extra.outside_allocator().at(mb)
     capacity = gpus.gpu.memory_bytes
     # The cache grows only while the card has room: the allocator reserves at most what is free.
     reservable = capacity - extra.outside_allocator().at(mb)
-    max_reserved = max(reserved, min(reservable, max(r.at(mb) for r in max_reserved_bytes_by_moment(model, gpus, config))))
+    max_reserved = max(reserved, min(reservable, max(r.max_reserved.at(mb) for r in rows)))
     notes = []
     if max_reserved > reserved and not config.packing:
         assumption = ("assuming unpacked samples average seq_len tokens (--mean-sample-len sets yours)"
