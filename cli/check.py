@@ -179,12 +179,10 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
         click.echo(render_estimate(result))
         if not result.fits:
             click.echo(f"would run out of memory first: {_oom_first(result)}")
-            if not search:
-                pass
-            elif nearest is None:
+            if search and nearest is None:
                 click.echo("nearest fit: none at this cutoff_len and global batch on these GPUs; try `fitplan "
                            "recommend` for a shorter --seq-len or more GPUs")
-            else:
+            elif search:
                 fit, changed = nearest
                 click.echo(f"nearest fit (changes {', '.join(changed)}): {describe_config(fit)}, "
                            f"{fit.peak_bytes / GIB:.2f} of {fit.capacity_bytes / GIB:.2f} GiB")
