@@ -23,7 +23,7 @@ from .affine import fixed
 from .memory_peak import Moment, step_moments
 from .memory_states import optimizer_state_bytes_each, trainable_params
 from .model_spec import ModelSpec
-from .training_config import Method, Optimizer, TrainConfig
+from .training_config import Method, Optimizer, Precision, TrainConfig
 
 _STD_NORMAL = NormalDist()
 
@@ -87,7 +87,7 @@ class FrameworkProfile:
     def config(self, config: TrainConfig) -> TrainConfig:
         """The fitplan configuration whose dtypes match the framework's."""
         if self.full_ft_pure_bf16 and config.method == Method.full:
-            return config.model_copy(update={"precision": "pure_bf16"})
+            return config.model_copy(update={"precision": Precision.pure_bf16})
         return config
 
     def moments(self, model: ModelSpec, config: TrainConfig) -> list[Moment]:
