@@ -68,6 +68,15 @@ class LengthDistribution:
         z = _STD_NORMAL.inv_cdf(min(lo + q * (hi - lo), 1 - 1e-12))
         return min(math.exp(self._mu + self._sigma * z), max_length)
 
+    def draw_kept_tokens(self, rng, max_length: int) -> int | None:
+        """One sample's length as the run sees it (`rng`: a random.Random), None if deleted."""
+        tokens = max(rng.lognormvariate(self._mu, self._sigma), self.min_tokens)
+        if tokens > max_length:
+            if self.over_length == "delete":
+                return None
+            tokens = max_length
+        return int(tokens)
+
     def padded_tokens_per_micro_step(self, max_length: int, micro_batch: int) -> float:
         """Tokens a micro-step of `micro_batch` samples padded to its longest sample holds: the
         expected maximum of b draws is near the b/(b+1) quantile."""

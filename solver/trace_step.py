@@ -72,6 +72,8 @@ class TraceResult(BaseModel):
     micro_steps_per_step: int
     elapsed_s: float
     notes: list[str] = Field(default_factory=list)
+    # Only with record_events=True: the tracker's allocation log (StorageTracker.events).
+    events: list[tuple] | None = Field(default=None, exclude=True)
     cannot_see: list[str] = Field(default_factory=lambda: list(TRACE_CANNOT_SEE))
 
 
@@ -112,10 +114,11 @@ def _autocast_dtype(config: TrainConfig):
 
 
 def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: OptimizerImpl | None = None,
-                        fake: bool = True, seed: int = 0) -> TraceResult:
+                        fake: bool = True, seed: int = 0, record_events: bool = False) -> TraceResult:
     """Traces two optimizer steps (each `grad_accum` micro-steps) of `model` under `config` and
     reports the second. `fake=False` runs on real CPU tensors (tiny models only): the tracker
-    must then give the same bytes, which is how the fake trace is validated."""
+    must then give the same bytes, which is how the fake trace is validated. `record_events`
+    keeps the ordered allocation log, marked "step S micro K" and "step S optimizer"."""
     require_trace_dependencies()
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -152,6 +155,8 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
 
     tracker = StorageTracker()
     tracker.record_from_step = 2
+    if record_events:
+        tracker.record_events()
     tracker.param_shapes = {(tuple(p.shape), p.dtype) for p in trainable if p.dim() >= 2}
     seen: set[int] = set()
     for p in hf.parameters():
@@ -171,7 +176,8 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
         with _no_packed_sequence_detection(), in_mode(), tracker:
             for step in (1, 2):
                 tracker.step = step
-                for _ in range(config.grad_accum):
+                for micro in range(config.grad_accum):
+                    tracker.mark(f"step {step} micro {micro}")
                     tracker.phase, tracker.region = "forward", "embed"
                     loss = _forward_loss(hf, input_ids, amp)
                     if config.grad_accum > 1:
@@ -181,6 +187,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
                     tracker.phase, tracker.region = "backward", "head"
                     loss.backward()
                     del loss
+                tracker.mark(f"step {step} optimizer")
                 tracker.phase, tracker.region = "optimizer", ""
                 grads = [p.grad for p in trainable if p.grad is not None]
                 if loss_scale is not None:
@@ -214,7 +221,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
         activations_by_region_bytes=peak.activations_by_region,
         trainable_params=n_trainable, frozen_params=n_total - n_trainable,
         micro_steps_per_step=config.grad_accum, elapsed_s=round(time.perf_counter() - started, 3),
-        notes=notes)
+        notes=notes, events=tracker.events)
 
 
 @contextmanager

@@ -76,6 +76,10 @@ class StorageTracker(TorchDispatchMode):
         self.record_from_step = 0  # peaks are only recorded from this step on
         self.param_shapes: set[tuple[tuple[int, ...], torch.dtype]] = set()  # trainable (shape, dtype)
         self.peak = PeakRecord()
+        # With `record_events()`, every allocation and death in order, for replaying the step
+        # through a caching-allocator model (solver/allocator_sim.py): ("alloc", id, raw nbytes),
+        # ("free", id, 0) and ("mark", 0, 0, label) rows; ids are the allocation counter.
+        self.events: list[tuple] | None = None
         self.phase_peaks: dict[str, int] = {}
         self.region_peaks: dict[str, int] = {}  # "backward/layer 3" -> peak bytes while there
 
@@ -105,6 +109,8 @@ class StorageTracker(TorchDispatchMode):
         size = rounded_bytes(storage.nbytes())
         cat = category or self._category_for_new()
         self._seq += 1
+        if self.events is not None:
+            self.events.append(("alloc", self._seq, storage.nbytes()))
         self._live[key] = (size, cat, self._seq)
         if cat == ACTIVATIONS:
             self._region_of[key] = self.region
@@ -120,6 +126,14 @@ class StorageTracker(TorchDispatchMode):
         breakdown is relabelled too: a weight gradient made by the op that set the peak is a
         gradient, not a backward temporary."""
         self.track(tensor, category)
+
+    def record_events(self) -> None:
+        self.events = []
+
+    def mark(self, label: str) -> None:
+        """A boundary in the event log (a micro-step or optimizer step starts)."""
+        if self.events is not None:
+            self.events.append(("mark", 0, 0, label))
 
     def _move(self, key: int, category: str) -> None:
         size, old, seq = self._live[key]
@@ -141,7 +155,9 @@ class StorageTracker(TorchDispatchMode):
         self._finalizers.pop(key, None)
         if entry is None:
             return
-        size, cat, _ = entry
+        size, cat, seq = entry
+        if self.events is not None:
+            self.events.append(("free", seq, 0))
         self._forget_region(key, size)
         self.by_category[cat] -= size
         self.live_bytes -= size

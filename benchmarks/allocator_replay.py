@@ -1,0 +1,102 @@
+"""Replay traced training steps through a model of PyTorch's CUDA caching allocator, at the sample
+lengths a published run really saw, and compare the simulated `max_memory_reserved` with the
+measured one. This is the mechanism behind fitplan's fitted variable-length reserve
+(solver/overhead.py VARIABLE_LENGTH_BLOCK_FACTOR): it checks whether the allocator's own rules,
+fed with the traced allocation order, give the excess over the tensor peak that ms-swift measured.
+
+    .venv/bin/python benchmarks/allocator_replay.py            # every row the replay can model
+    .venv/bin/python benchmarks/allocator_replay.py --rows 0-9 --seeds 5
+
+How (solver/allocator_replay.py): each configuration is traced on fake tensors with its
+allocation log; the run is replayed through solver/allocator_sim.py with micro-steps at lengths
+drawn from the run's length distribution (solver/framework_profiles.py: log-normal, over-length
+samples deleted) in a seeded random order, as many as the run had (the dataset's 4,959 samples,
+or 1,000 sampled when max_length > 2048: ms-swift scripts/benchmark/test_memory_time/
+run_single.py@4312aeb). Micro batches > 1 are padded to their longest sample. Each seed is
+another data order; the spread between seeds is part of the answer.
+
+Needs the [trace] extra (torch==2.13.0, transformers, peft). Differences from the measured runs
+that the replay does not remove: the trace runs transformers 5's Llama-family code (Qwen1 mapped
+onto it, solver/trace_models.py), not Qwen1's remote code under transformers 4.36; CPU kernels
+stand in for flash-attention's; small per-step tensors (batch inputs, the loss scalar) go to the
+small pool and are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT.parent) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT.parent))
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fitplan.solver.allocator_replay import ReplayResult, StepTemplate, build_template, replay, sample_lengths  # noqa: E402
+from fitplan.solver.framework_profiles import MS_SWIFT_2024_01, FrameworkProfile  # noqa: E402
+from fitplan.solver.gpu_spec import GIB  # noqa: E402
+from fitplan.solver.overhead import CUDA_CONTEXT_BYTES  # noqa: E402
+from fitplan.solver.training_config import Method, TrainConfig  # noqa: E402
+
+DATASET_SAMPLES = 4959  # cls-fudan-news-zh, ms-swift docs "支持的模型和数据集"@4312aeb
+SUBSAMPLE_ABOVE_2048 = 1000  # run_single.py: train_dataset_sample=1000 when max_length > 2048
+
+
+def run_samples(config: TrainConfig) -> int:
+    return SUBSAMPLE_ABOVE_2048 if config.seq_len > 2048 else DATASET_SAMPLES
+
+
+def simulate_row(template: StepTemplate, config: TrainConfig, profile: FrameworkProfile, seed: int,
+                 capacity_bytes: int | None) -> ReplayResult:
+    rng = random.Random(seed)
+    lengths = sample_lengths(profile.lengths, config.seq_len, run_samples(config), config.micro_batch, rng)
+    return replay(template, lengths, config.grad_accum, capacity_bytes)
+
+
+def _parse_rows(text: str) -> set[int]:
+    rows: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        rows.update(range(int(lo), int(hi or lo) + 1))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from calibration import GPU, predict_all  # benchmarks/calibration.py
+
+    from fitplan.solver.catalog import parse_gpu_set
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="0-18,23-38", help="calibration rows, e.g. 0-9,23")
+    parser.add_argument("--seeds", type=int, default=3, help="data orders simulated per row")
+    args = parser.parse_args(argv)
+    wanted = _parse_rows(args.rows)
+    gpu = parse_gpu_set(f"1x{GPU}").gpu
+    capacity = gpu.memory_bytes - CUDA_CONTEXT_BYTES  # what the allocator can reserve next to the context
+    predictions, _ = predict_all()
+    profile = MS_SWIFT_2024_01
+    templates: dict[tuple, StepTemplate] = {}
+    print(f"{'#':>3} {'row':<52} {'meas':>6} {'fitplan':>7} {'sim max_reserved (seeds)':>26} {'alloc':>6}  err")
+    for p in predictions:
+        row = p.row
+        if row.index not in wanted or row.config.method == Method.qlora:
+            continue
+        config = profile.config(row.config)
+        impl = "foreach" if profile.foreach_adamw else "fused"
+        key = (row.model.name, config.model_copy(update={"seq_len": 1, "grad_accum": 1}).model_dump_json())
+        if key not in templates:
+            templates[key] = build_template(row.model, config, impl)
+        results = [simulate_row(templates[key], config, profile, seed, capacity) for seed in range(args.seeds)]
+        reserved = [r.max_reserved_bytes / GIB for r in results]
+        mid = sorted(reserved)[len(reserved) // 2]
+        print(f"{row.index:>3} {row.label:<52} {row.measured_gib:6.2f} {p.compared_gib:7.2f} "
+              f"{' '.join(f'{x:6.2f}' for x in reserved):>26} {results[0].max_allocated_bytes / GIB:6.2f} "
+              f"{mid / row.measured_gib - 1:+6.1%}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
