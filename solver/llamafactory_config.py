@@ -58,12 +58,16 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def read_yaml_mapping(path: Path) -> dict:
-    """The top-level mapping of a YAML file; ConfigFileError (one line) when it is not one."""
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """The top-level mapping of a YAML file; ConfigFileError (one line) when it is not one."""
+    text = _read_text(path)
     try:
         data = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -77,10 +81,7 @@ def read_yaml_mapping(path: Path) -> dict:
 
 
 def read_json_mapping(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
