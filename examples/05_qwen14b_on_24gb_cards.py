@@ -7,7 +7,7 @@ batch 1 if need be), with the 5% memory headroom it always keeps. Run:
 `python examples/05_qwen14b_on_24gb_cards.py`."""
 
 import fitplan
-from fitplan.solver.recommend import max_seq_len
+from fitplan.solver.planner.questions import max_seq_len
 from _transcript import fitplan as run_fitplan
 from _transcript import say, table
 

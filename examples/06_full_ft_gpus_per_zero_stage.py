@@ -9,7 +9,8 @@ otherwise assumes 2x the node's GPU memory (see the last two commands). Seq 2048
 GPUs. Run: `python examples/06_full_ft_gpus_per_zero_stage.py`."""
 
 import fitplan
-from fitplan.solver.recommend import SolverSettings, min_gpus
+from fitplan.solver.problem.settings import SolverSettings
+from fitplan.solver.planner.questions import min_gpus
 from _transcript import fitplan as run_fitplan
 from _transcript import gib, say, table
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from fitplan.solver.allocator_replay import StepTemplate, template_from_traces, replay
-from fitplan.solver.allocator_sim import CachingAllocatorSim
-from fitplan.solver.gpu_spec import MIB
+from fitplan.solver.calibration.allocator_replay import StepTemplate, template_from_traces, replay
+from fitplan.solver.calibration.allocator_sim import CachingAllocatorSim
+from fitplan.solver.units import MIB
 
 
 def _trace(length: int, free_order: tuple[int, int] = (3, 4)) -> list[tuple]:
@@ -70,9 +70,9 @@ def test_a_real_trace_is_exactly_affine_in_the_length():
     pytest.importorskip("torch", reason="needs the [trace] extra")
     pytest.importorskip("transformers", reason="needs the [trace] extra")
     pytest.importorskip("peft", reason="needs the [trace] extra")
-    from fitplan.solver.allocator_replay import check_template, trace_events
-    from fitplan.solver.trace_models import small_model
-    from fitplan.solver.training_config import TrainConfig
+    from fitplan.solver.calibration.allocator_replay import check_template, trace_events
+    from fitplan.solver.oracle.small_models import small_model
+    from fitplan.solver.problem.config import TrainConfig
 
     model = small_model("tiny-llama", hidden_size=64, num_layers=2, num_attention_heads=4, num_kv_heads=2,
                         head_dim=16, intermediate_size=176, vocab_size=256)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from fitplan.solver.allocator_sim import CachingAllocatorSim, SimulatedOutOfMemory
+from fitplan.solver.calibration.allocator_sim import CachingAllocatorSim, SimulatedOutOfMemory
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -3,13 +3,9 @@ benchmark tables, one A100-80G, torch.cuda.max_memory_reserved). The thresholds 
 done-when targets; the ones not reached yet are marked xfail with the rows that miss them
 (docs/accuracy.md explains each)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import calibration  # noqa: E402
+from fitplan.solver.calibration import published_runs as calibration
 
 PREDICTIONS, SKIPPED = calibration.predict_all(calibration.CSV_PATH)
 SUMMARY = calibration.summarise(PREDICTIONS)

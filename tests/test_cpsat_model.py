@@ -3,23 +3,10 @@ test's own inputs, not fitplan's memory or speed figures."""
 
 from ortools.sat.python import cp_model
 
-from fitplan.solver.affine import Affine
-from fitplan.solver.cpsat_model import (
-    KnobTable,
-    SplitOption,
-    add_host_ram_limit,
-    add_memory_limits,
-    add_one_plan,
-    add_split_channeling,
-    build_model,
-    conflicting_assumptions,
-    new_variables,
-    solve_plan,
-    speed_expression,
-    speed_floor,
-)
-from fitplan.solver.search_space import BatchSplit, Knobs
-from fitplan.solver.training_config import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.memory.terms import Affine
+from fitplan.solver.planner.cpsat_model import KnobTable, SplitOption, add_host_ram_limit, add_memory_limits, add_one_plan, add_split_channeling, build_model, conflicting_assumptions, new_variables, solve_plan, speed_expression, speed_floor
+from fitplan.solver.planner.search_space import BatchSplit, Knobs
+from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
 
 
 def knobs(rank: int = 8, method: Method = Method.lora, bits: int = 16) -> Knobs:
@@ -96,7 +83,7 @@ def test_speed_floor_is_integer_and_inclusive():
 
 def test_conflicting_pins_are_reported_by_sufficient_assumptions():
     tables = [table([Affine(200, 1)], {1: 10}, method=Method.full), table([Affine(0, 1)], {1: 5}, rank=8)]
-    model, v = build_model(tables, budget_bytes=100, host_ram_bytes=0)
+    model, v = build_model(tables, budget_bytes=100, host_ram_bytes=0, knob_values=True)
     pins = [v.knob_value[("method", Method.full)]]
     assert conflicting_assumptions(model, pins, time_limit_s=5, workers=1) == [0]
     assert conflicting_assumptions(model, [v.knob_value[("method", Method.lora)]], time_limit_s=5, workers=1) is None

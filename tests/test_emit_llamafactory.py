@@ -13,18 +13,12 @@ import pytest
 import yaml
 
 from emit_grid import full_grid, optimizer_grid
-from fitplan.solver.catalog import load_model, parse_gpu_set
-from fitplan.solver.emit_llamafactory import (
-    DS_CONFIG_JSON,
-    LAUNCH_SH,
-    TRAIN_YAML,
-    EmitPlaceholders,
-    llamafactory_files,
-    yaml_scalar,
-)
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
+from fitplan.solver.llamafactory.write_yaml import DS_CONFIG_JSON, LAUNCH_SH, TRAIN_YAML, EmitPlaceholders, llamafactory_files, yaml_scalar
 from fitplan.solver.errors import InvalidConfigurationError
-from fitplan.solver.llamafactory_config import _type_problem, llamafactory_keys
-from fitplan.solver.training_config import Attention, Method, Offload, Optimizer, Precision, TrainConfig
+from fitplan.solver.llamafactory.read_yaml import _type_problem, llamafactory_keys
+from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.problem.config import TrainConfig
 
 SHARED_LF_ARGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "llamafactory-0.9.5-train-args.json"
 GRID = full_grid()

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from fitplan.cli.main import main
-from fitplan.solver.catalog import load_model, parse_gpu_set
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.errors import InvalidConfigurationError
-from fitplan.solver.estimate import estimate
-from fitplan.solver.training_config import make_config
+from fitplan.solver.memory.estimate import estimate
+from fitplan.solver.problem.config import make_config
 
 REQUIRED_JSON_KEYS = {"fits", "peak_gib_per_gpu", "tensor_peak_gib_per_gpu", "capacity_gib", "breakdown_gib",
                       "host_ram_gib"}
@@ -38,7 +38,7 @@ def test_qlora_7b_does_not_fit_one_p4_at_seq_4096_and_exits_3(capsys):
 
 
 def test_p4_defaults_to_fp16_because_it_has_no_bf16():
-    from fitplan.solver.instance import Instance, Workload, config_for_estimate
+    from fitplan.solver.problem.instance import Instance, Workload, config_for_estimate
 
     instance = Instance(model=load_model("qwen2.5-0.5b"), gpus=parse_gpu_set("1xP4"), workload=Workload(seq_len=512))
     assert config_for_estimate(instance).precision.value == "fp16"

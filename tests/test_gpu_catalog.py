@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fitplan.solver.catalog import gpu_catalog, load_gpu, parse_gpu_set
+from fitplan.solver.specs.catalog import gpu_catalog, load_gpu, parse_gpu_set
 from fitplan.solver.errors import UnknownGpuError
-from fitplan.solver.gpu_spec import MIB
+from fitplan.solver.units import MIB
 
 SHARED_GPUS_YAML = Path(__file__).resolve().parents[2] / "shared/reference/gpus.yaml"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fitplan.solver.catalog import load_model, model_catalog
+from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.errors import ConfigFileError
-from fitplan.solver.hf_config import model_from_config_file
+from fitplan.solver.specs.hf_config import model_from_config_file
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from emit_grid import full_grid
-from fitplan.solver.emit_llamafactory import EmitPlaceholders, llamafactory_files
+from fitplan.solver.llamafactory.write_yaml import EmitPlaceholders, llamafactory_files
 from fitplan.solver.errors import ConfigFileError
-from fitplan.solver.llamafactory_config import read_llamafactory_config
-from fitplan.solver.training_config import Attention, Method, Offload, Precision
+from fitplan.solver.llamafactory.read_yaml import read_llamafactory_config
+from fitplan.solver.problem.knobs import Attention, Method, Offload, Precision
 
 LF_QWEN3_LORA_SFT = """\
 ### model

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from fitplan.solver.catalog import load_model, model_catalog
+from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.errors import UnknownModelError
-from fitplan.solver.model_spec import Family
+from fitplan.solver.specs.model import Family
 
 REQUIRED_MODELS = [
     "qwen-7b", "qwen-14b", "qwen-72b", "qwen1.5-7b", "qwen1.5-14b", "qwen1.5-32b", "qwen1.5-72b",

@@ -10,21 +10,16 @@ import random
 
 import pytest
 
-from fitplan.solver.catalog import load_gpu, load_model
-from fitplan.solver.cpsat_model import speed_floor
-from fitplan.solver.estimate import estimate
-from fitplan.solver.gpu_spec import GpuSet
-from fitplan.solver.instance import Instance, Pins, Workload
-from fitplan.solver.recommend import (
-    SPEED_SCALE,
-    SolverSettings,
-    host_ram_limit_bytes,
-    memory_budget_bytes,
-    quality_key,
-    recommend,
-)
-from fitplan.solver.search_space import search_space
-from fitplan.solver.speed import step_time
+from fitplan.solver.specs.catalog import load_gpu, load_model
+from fitplan.solver.planner.cpsat_model import speed_floor
+from fitplan.solver.memory.estimate import estimate
+from fitplan.solver.specs.gpu import GpuSet
+from fitplan.solver.problem.instance import Instance, Pins, Workload
+from fitplan.solver.planner.candidates import SPEED_SCALE, quality_key
+from fitplan.solver.problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
+from fitplan.solver.planner.recommend import recommend
+from fitplan.solver.planner.search_space import search_space
+from fitplan.solver.speed.step_time import step_time
 
 MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.2-1b", "qwen2.5-3b", "qwen2.5-7b", "gemma-2-2b", "phi-3-mini"]
 GPUS = ["P4", "T4", "A10", "L4", "V100-32G", "A100-40G", "A100-80G", "H100", "RTX4090"]

@@ -10,7 +10,7 @@ import pytest
 
 import fitplan
 from fitplan.cli.main import main
-from fitplan.solver.sweep import COLUMNS
+from fitplan.solver.problem.answers import COLUMNS
 
 ESTIMATE_GRID = ["--models", "qwen2.5-7b,llama-2-13b", "--gpus", "1xP4,1xA100-80G", "--seq-lens", "1024,4096",
                  "--no-search"]

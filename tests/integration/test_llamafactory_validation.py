@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emit_grid import covering_grid, full_grid, optimizer_grid  # noqa: E402
 from fitplan.cli.emit_options import write_emit  # noqa: E402
-from fitplan.solver.llamafactory_config import _type_problem, read_yaml_mapping  # noqa: E402
+from fitplan.solver.llamafactory.read_yaml import _type_problem, read_yaml_mapping  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LFVENV = REPO / ".lfvenv"
