@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
-from pathlib import Path
 
-from fitplan.solver.calibration.allocator_replay import ReplayResult, StepTemplate, build_template, replay, sample_lengths
+from fitplan.solver.calibration.allocator_replay import (
+    ReplayResult,
+    StepTemplate,
+    build_template,
+    replay,
+    sample_lengths,
+)
 from fitplan.solver.calibration.allocator_sim import CachingAllocatorSim
 from fitplan.solver.calibration.framework_profiles import MS_SWIFT_2024_01, FrameworkProfile
-from fitplan.solver.units import GIB
-from fitplan.solver.specs.model import ModelSpec
 from fitplan.solver.memory.overheads import CUDA_CONTEXT_BYTES
-from fitplan.solver.problem.knobs import Attention, Method
 from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.problem.knobs import Attention, Method
+from fitplan.solver.specs.model import ModelSpec
+from fitplan.solver.units import GIB
 
 DATASET_SAMPLES = 4959  # cls-fudan-news-zh, ms-swift docs "支持的模型和数据集"@4312aeb
 SUBSAMPLE_ABOVE_2048 = 1000  # run_single.py: train_dataset_sample=1000 when max_length > 2048
@@ -83,7 +87,6 @@ def _parse_rows(text: str) -> set[int]:
 
 def main(argv: list[str] | None = None) -> int:
     from fitplan.solver.calibration.published_runs import GPU, predict_all
-
     from fitplan.solver.specs.catalog import parse_gpu_set
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

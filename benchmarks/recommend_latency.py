@@ -46,8 +46,8 @@ def cold_cli_s(repeats: int) -> list[float]:
 
 
 def _instance(model: str, gpus: str, seq: int, global_batch: int | None):
-    from fitplan.solver.specs.catalog import load_model, parse_gpu_set
     from fitplan.solver.problem.instance import Instance, Workload
+    from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
     return Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
                     workload=Workload(seq_len=seq, global_batch=global_batch))

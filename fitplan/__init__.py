@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fitplan.solver.problem.answers import Estimate
-    from fitplan.solver.specs.gpu import GpuSet
+    from fitplan.solver.problem.answers import Estimate, SweepRow
     from fitplan.solver.problem.instance import Instance
+    from fitplan.solver.specs.gpu import GpuSet
     from fitplan.solver.specs.model import ModelSpec
-    from fitplan.solver.problem.answers import SweepRow
 
 __all__ = [
     "estimate", "recommend", "sweep", "make_instance", "load_model", "parse_gpu_set",

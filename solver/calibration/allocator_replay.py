@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .allocator_sim import CachingAllocatorSim
-from .framework_profiles import LengthDistribution
 from ..problem.config import TrainConfig
 from ..specs.model import ModelSpec
+from .allocator_sim import CachingAllocatorSim
+from .framework_profiles import LengthDistribution
 
 TRACE_LENGTHS = (1024, 1536)  # two lengths give each event's size as an affine function
 CHECK_LENGTH = 1280  # a third one checks that the sizes are exactly affine

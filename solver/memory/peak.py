@@ -22,14 +22,14 @@ from ..units import FP32_BYTES, HALF_BYTES
 from .activations import (
     LayerRole,
     autocast_copy_params,
-    layer_roles,
     checkpoint_bytes_per_token,
     forward_end_extra_per_token,
     forward_end_logits_per_token,
-    rope_cache_bytes,
     layer_backward_working_set_per_token,
+    layer_roles,
     logits_loss_per_token,
     quantized_dequant_bytes,
+    rope_cache_bytes,
     saved_activations_per_token,
 )
 from .params import trainable_params

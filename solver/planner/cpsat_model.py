@@ -27,7 +27,6 @@ import logging
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
-
 from pydantic import BaseModel, ConfigDict
 
 from ..memory.terms import Affine

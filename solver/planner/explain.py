@@ -19,7 +19,6 @@ from .candidates import Candidates
 from .questions import fits_somewhere, max_seq_len, min_gpus
 from .solve import solve
 
-
 FLAG_OF_PIN = {"method": "--method", "bits": "--bits", "lora_rank": "--lora-rank", "lora_targets": "--lora-target",
                "freeze_layers": "--freeze-layers", "micro_batch": "--micro-batch", "grad_accum": "--grad-accum",
                "grad_ckpt": "--grad-ckpt/--no-grad-ckpt", "attn": "--attn", "zero_stage": "--zero",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+
 class GpuSpec(BaseModel):
     """One GPU model. Numbers are copied from the sources named in `sources` (catalogs/gpus.yaml)."""
 

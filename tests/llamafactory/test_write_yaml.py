@@ -7,20 +7,27 @@ from the installed package) when it is beside the checkout, else the catalog gen
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
-
 from emit_grid import full_grid, optimizer_grid
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
-from fitplan.solver.llamafactory.write_yaml import DS_CONFIG_JSON, LAUNCH_SH, TRAIN_YAML, EmitPlaceholders, llamafactory_files, yaml_scalar
+from paths import SHARED_REFERENCE
+
 from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.llamafactory.read_yaml import _type_problem, llamafactory_keys
-from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.llamafactory.write_yaml import (
+    DS_CONFIG_JSON,
+    LAUNCH_SH,
+    TRAIN_YAML,
+    EmitPlaceholders,
+    llamafactory_files,
+    yaml_scalar,
+)
 from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
-SHARED_LF_ARGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "llamafactory-0.9.5-train-args.json"
+SHARED_LF_ARGS = SHARED_REFERENCE / "llamafactory-0.9.5-train-args.json"
 GRID = full_grid()
 P4_GRID = full_grid("qwen2.5-0.5b", "2x4xP4")
 

@@ -9,11 +9,10 @@ pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra: p
 pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
 pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
 
-from fitplan.solver.specs.model import Family  # noqa: E402
+from fitplan.solver.oracle.small_models import small_model  # noqa: E402
 from fitplan.solver.oracle.step import trace_training_step  # noqa: E402
 from fitplan.solver.problem.config import TrainConfig  # noqa: E402
-
-from fitplan.solver.oracle.small_models import small_model  # noqa: E402
+from fitplan.solver.specs.model import Family  # noqa: E402
 
 pytestmark = pytest.mark.trace
 

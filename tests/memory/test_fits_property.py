@@ -3,11 +3,11 @@
 
 import random
 
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.errors import FitplanError
 from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.memory.overheads import CUDA_CONTEXT_BYTES
 from fitplan.solver.problem.config import make_config
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 MODELS = ["qwen-1.8b", "qwen-7b", "qwen2.5-7b", "llama-2-13b", "qwen2.5-0.5b"]
 GPUS = ["1xA100-80G", "1xA10", "2xA100-80G", "1xT4", "4xA10"]

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from emit_grid import full_grid, optimizer_grid
+
 from fitplan.cli.emit_options import write_emit
 from fitplan.cli.main import main
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.memory.estimate import estimate
-from fitplan.solver.problem.knobs import Method
 from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

@@ -10,15 +10,15 @@ import random
 
 import pytest
 
-from fitplan.solver.specs.catalog import load_gpu, load_model
-from fitplan.solver.planner.cpsat_model import speed_floor
 from fitplan.solver.memory.estimate import estimate
-from fitplan.solver.specs.gpu import GpuSet
-from fitplan.solver.problem.instance import Instance, Pins, Workload
 from fitplan.solver.planner.candidates import SPEED_SCALE, quality_key
-from fitplan.solver.problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
+from fitplan.solver.planner.cpsat_model import speed_floor
 from fitplan.solver.planner.recommend import recommend
 from fitplan.solver.planner.search_space import search_space
+from fitplan.solver.problem.instance import Instance, Pins, Workload
+from fitplan.solver.problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
+from fitplan.solver.specs.catalog import load_gpu, load_model
+from fitplan.solver.specs.gpu import GpuSet
 from fitplan.solver.speed.step_time import step_time
 
 MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.2-1b", "qwen2.5-3b", "qwen2.5-7b", "gemma-2-2b", "phi-3-mini"]

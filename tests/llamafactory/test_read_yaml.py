@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from emit_grid import full_grid
-from fitplan.solver.llamafactory.write_yaml import EmitPlaceholders, llamafactory_files
+
 from fitplan.solver.errors import ConfigFileError
 from fitplan.solver.llamafactory.read_yaml import read_llamafactory_config
+from fitplan.solver.llamafactory.write_yaml import EmitPlaceholders, llamafactory_files
 from fitplan.solver.problem.knobs import Attention, Method, Offload, Precision
 
 LF_QWEN3_LORA_SFT = """\

@@ -3,10 +3,10 @@ estimators, peft's printed trainable-parameter counts and the QLoRA paper's NF4 
 
 import pytest
 
-from fitplan.solver.specs.catalog import load_model
-from fitplan.solver.memory.states import DEEPSPEED_HOST_BUFFER_FACTOR, frozen_base_bytes, model_states
 from fitplan.solver.memory.params import largest_layer_params, trainable_params
+from fitplan.solver.memory.states import DEEPSPEED_HOST_BUFFER_FACTOR, frozen_base_bytes, model_states
 from fitplan.solver.problem.config import make_config
+from fitplan.solver.specs.catalog import load_model
 
 GB = 1e9
 

@@ -4,7 +4,20 @@ test's own inputs, not fitplan's memory or speed figures."""
 from ortools.sat.python import cp_model
 
 from fitplan.solver.memory.terms import Affine
-from fitplan.solver.planner.cpsat_model import KnobTable, SplitOption, add_host_ram_limit, add_memory_limits, add_one_plan, add_split_channeling, build_model, conflicting_assumptions, new_variables, solve_plan, speed_expression, speed_floor
+from fitplan.solver.planner.cpsat_model import (
+    KnobTable,
+    SplitOption,
+    add_host_ram_limit,
+    add_memory_limits,
+    add_one_plan,
+    add_split_channeling,
+    build_model,
+    conflicting_assumptions,
+    new_variables,
+    solve_plan,
+    speed_expression,
+    speed_floor,
+)
 from fitplan.solver.planner.search_space import BatchSplit, Knobs
 from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
 

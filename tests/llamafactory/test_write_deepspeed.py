@@ -5,19 +5,19 @@ it), buckets that match what the memory model counts, and no "auto" in the `--em
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
 from emit_grid import full_grid
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
-from fitplan.solver.llamafactory.write_deepspeed import deepspeed_config
+from paths import SHARED_REFERENCE
+
 from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.llamafactory.read_yaml import deepspeed_fields
-from fitplan.solver.problem.knobs import Method, Offload, Optimizer, Precision
+from fitplan.solver.llamafactory.write_deepspeed import deepspeed_config
 from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.problem.knobs import Method, Offload, Optimizer, Precision
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
-SHARED_DS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepspeed-0.19.8-config-fields.json"
+SHARED_DS = SHARED_REFERENCE / "deepspeed-0.19.8-config-fields.json"
 DS_PLANS = [p for p in full_grid() + full_grid("qwen2.5-0.5b", "2x4xP4") if p[2].zero_stage > 0]
 
 

@@ -9,16 +9,16 @@ import json
 import pytest
 
 from fitplan.cli.main import main
-from fitplan.solver.specs.catalog import load_gpu, load_model
 from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.memory.estimate import estimate
-from fitplan.solver.units import GIB
-from fitplan.solver.specs.gpu import GpuSet
-from fitplan.solver.problem.instance import Instance, Pins, Workload
-from fitplan.solver.specs.model import Family, ModelSpec
-from fitplan.solver.problem.settings import SolverSettings, memory_budget_bytes
 from fitplan.solver.planner.recommend import recommend
 from fitplan.solver.planner.search_space import search_space
+from fitplan.solver.problem.instance import Instance, Pins, Workload
+from fitplan.solver.problem.settings import SolverSettings, memory_budget_bytes
+from fitplan.solver.specs.catalog import load_gpu, load_model
+from fitplan.solver.specs.gpu import GpuSet
+from fitplan.solver.specs.model import Family, ModelSpec
+from fitplan.solver.units import GIB
 
 PLAN_KEYS = {"method", "bits", "lora_rank", "micro_batch", "grad_accum", "grad_ckpt", "attn", "zero_stage", "offload",
              "optim", "precision", "n_gpus"}

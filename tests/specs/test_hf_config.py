@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from paths import TEST_DATA
 
-from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.errors import ConfigFileError
+from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.specs.hf_config import model_from_config_file
 
-CONFIGS = Path(__file__).parent / "data" / "configs"
+CONFIGS = TEST_DATA / "configs"
 
 ARCHITECTURE_FIELDS = (
     "model_type", "family", "hidden_size", "num_layers", "num_attention_heads", "num_kv_heads",

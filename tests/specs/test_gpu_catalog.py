@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 from importlib import resources
-from pathlib import Path
 
 import pytest
 import yaml
+from paths import SHARED_REFERENCE
 
-from fitplan.solver.specs.catalog import gpu_catalog, load_gpu, parse_gpu_set
 from fitplan.solver.errors import UnknownGpuError
+from fitplan.solver.specs.catalog import gpu_catalog, load_gpu, parse_gpu_set
 from fitplan.solver.units import MIB
 
-SHARED_GPUS_YAML = Path(__file__).resolve().parents[2] / "shared/reference/gpus.yaml"
+SHARED_GPUS_YAML = SHARED_REFERENCE / "gpus.yaml"
 
 # catalog name -> id of the same GPU in shared/reference/gpus.yaml
 SHARED_ID = {

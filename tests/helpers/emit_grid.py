@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import itertools
 
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
-from fitplan.solver.problem.config import violations
+from fitplan.solver.problem.config import TrainConfig, violations
 from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
-from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 METHODS = [(Method.full, 16), (Method.freeze, 16), (Method.lora, 16), (Method.qlora, 4), (Method.qlora, 8)]
 STAGES = [0, 1, 2, 3]

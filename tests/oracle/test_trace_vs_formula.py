@@ -12,12 +12,12 @@ pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra: p
 pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
 pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
 
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set  # noqa: E402
 from fitplan.solver.memory.estimate import estimate  # noqa: E402
 from fitplan.solver.memory.peak import step_moments  # noqa: E402
 from fitplan.solver.oracle.small_models import SMALL_MODELS  # noqa: E402
 from fitplan.solver.oracle.step import trace_training_step  # noqa: E402
 from fitplan.solver.problem.config import TrainConfig  # noqa: E402
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set  # noqa: E402
 
 pytestmark = pytest.mark.trace
 

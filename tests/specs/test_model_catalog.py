@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.errors import UnknownModelError
+from fitplan.solver.specs.catalog import load_model, model_catalog
 from fitplan.solver.specs.model import Family
 
 REQUIRED_MODELS = [

@@ -5,9 +5,14 @@ derived, and matched a real CPU run to the byte."""
 
 import pytest
 
-from fitplan.solver.specs.catalog import load_model
-from fitplan.solver.memory.activations import LayerRole, checkpoint_bytes_per_token, layer_bytes_per_token, logits_loss_per_token
+from fitplan.solver.memory.activations import (
+    LayerRole,
+    checkpoint_bytes_per_token,
+    layer_bytes_per_token,
+    logits_loss_per_token,
+)
 from fitplan.solver.problem.config import make_config
+from fitplan.solver.specs.catalog import load_model
 
 # (catalog model, attention, rank, seq) -> bytes per token per layer, trace-notes Q6 table.
 TRACED = [

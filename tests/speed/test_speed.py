@@ -3,9 +3,9 @@ measurements nobody here wrote (ms-swift's A100 benchmark table,
 shared/reference/measured-calibration.csv). Absolute speeds against all 37 single-GPU rows are
 fitted and reported by benchmarks/calibration.py (docs/accuracy.md)."""
 
+from fitplan.solver.problem.config import TrainConfig
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.speed.step_time import flops_per_token, matmul_flops_per_s, step_time
-from fitplan.solver.problem.config import TrainConfig
 
 QWEN7 = "qwen2.5-7b"
 

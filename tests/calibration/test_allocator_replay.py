@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from fitplan.solver.calibration.allocator_replay import StepTemplate, template_from_traces, replay
+from fitplan.solver.calibration.allocator_replay import StepTemplate, replay, template_from_traces
 from fitplan.solver.calibration.allocator_sim import CachingAllocatorSim
 from fitplan.solver.units import MIB
 

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from fitplan.cli.main import main
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.problem.config import make_config
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 REQUIRED_JSON_KEYS = {"fits", "peak_gib_per_gpu", "tensor_peak_gib_per_gpu", "capacity_gib", "breakdown_gib",
                       "host_ram_gib"}
