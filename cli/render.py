@@ -65,14 +65,15 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     lines.append("  step: " + ", ".join(parts))
     if tokens:
         lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
-    lines.append(f"memory budget per GPU: {result.memory_budget_bytes / GIB:.2f} GiB "
-                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed {result.host_ram_limit_bytes / GIB:.0f} GiB per node")
+    lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} "
+                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
+                 f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
     if result.runners_up:
         lines.append("runners-up (the plan above is the best quality among plans within "
                      f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
                      "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
         for k, runner in enumerate(result.runners_up, start=2):
-            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
+            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
                          f"{describe_config(runner.plan)}")
     return "\n".join(lines)
 
@@ -102,7 +103,7 @@ def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, s
         elif searched:
             fit, changed = nearest
             lines.append(f"nearest fit (changes {', '.join(changed)}): {describe_config(fit.config)}, "
-                         f"{fit.peak_bytes / GIB:.2f} of {fit.capacity_bytes / GIB:.2f} GiB")
+                         f"{fit.peak_bytes / GIB:.2f} of {format_gib(fit.capacity_bytes)}")
     lines += [f"warning: {warning}" for warning in warnings]
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fitplan.solver.memory.terms import Term, label_of
-from fitplan.solver.units import GIB, MIB
+from fitplan.solver.units import GIB, MIB, format_gib
 
 TERM_ORDER = tuple(term.value for term in (Term.weights, Term.trainable_params, Term.gradients, Term.optimizer_states,
                                             Term.activations, Term.logits_loss, Term.autocast_weight_copies,
@@ -62,7 +62,7 @@ def render(data: dict) -> str:
     lines.append(f"formula peak: {data['formula_peak']['moment']} ({data['formula_peak']['phase']}); "
                  f"traced peak: {where}")
     lines.append("traced phase peaks: " + ", ".join(
-        f"{phase} {v / GIB:.3f} GiB" for phase, v in data["traced_phase_peaks_bytes"].items()))
+        f"{phase} {format_gib(v, digits=3)}" for phase, v in data["traced_phase_peaks_bytes"].items()))
     for note in data["notes"]:
         lines.append(f"note: {note}")
     lines.append("")

@@ -1,7 +1,7 @@
 """Replay a traced training step's allocation order through the caching-allocator model
-(solver/allocator_sim.py) at the sample lengths a run sees, to predict `max_memory_reserved`:
+(solver/calibration/allocator_sim.py) at the sample lengths a run sees, to predict `max_memory_reserved`:
 the fragmentation that variable-length micro-steps leave behind, which a trace of one length
-cannot show (solver/overhead.py's variable-length reserve is the closed form fitted to it).
+cannot show (solver/memory/overheads.py's variable-length reserve is the closed form fitted to it).
 
 A fake-tensor trace (oracle/step.py, record_events=True) logs every storage allocation
 and death in order. Two traces at different sequence lengths give, for each event, its size as

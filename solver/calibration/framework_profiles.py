@@ -7,7 +7,7 @@ A profile changes three things, each for a stated reason:
 - extra tensor terms on top of `memory_peak.step_moments` (e.g. a foreach optimizer temporary);
 - the sample lengths the run really saw (a dataset's length distribution under the framework's
   over-length rule), which sets the mean tokens per micro-step for speed and the
-  variable-length allocator reserve for memory (solver/overhead.py).
+  variable-length allocator reserve for memory (solver/memory/overheads.py).
 
 The one profile here reproduces the ms-swift benchmark of January 2024
 (shared/reference/measured-calibration.csv; docs/accuracy.md).

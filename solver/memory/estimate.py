@@ -10,7 +10,7 @@ from ..problem.answers import Estimate, MomentBytes
 from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
-from ..units import GIB
+from ..units import format_gib
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
@@ -33,7 +33,7 @@ def memory_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, mom
     ignored: each figure is affine in it).
 
     Required = tensors + the allocator's steady reserve + workspaces + CUDA context and NCCL:
-    what the GPU must hold. The cached variable-length loss segments (solver/overhead.py) are
+    what the GPU must hold. The cached variable-length loss segments (solver/memory/overheads.py) are
     only in max_reserved, what `torch.cuda.max_memory_reserved()` reaches (the calibrated
     figure, docs/accuracy.md): they are whole free segments, which PyTorch's caching allocator
     releases (`release_cached_blocks`) and retries with before it raises an OOM, so they cannot
@@ -82,7 +82,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     if max_reserved > reserved and not config.packing:
         assumption = ("assuming unpacked samples average seq_len tokens (--mean-sample-len sets yours)"
                       if config.mean_sample_len is None else f"with a mean sample length of {config.mean_sample_len}")
-        notes.append(f"max_memory_reserved can reach {max_reserved / GIB:.1f} GiB with variable sample lengths, "
+        notes.append(f"max_memory_reserved can reach {format_gib(max_reserved, digits=1)} with variable sample lengths, "
                      f"{assumption}; the allocator releases that cache before an OOM, so it does not decide fits")
     if config.seq_len > model.max_position_embeddings:
         notes.append(f"seq_len {config.seq_len} is beyond the model's {model.max_position_embeddings} "

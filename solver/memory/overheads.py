@@ -1,7 +1,7 @@
 """What a GPU holds beyond the tensors a trace sees: the CUDA context, the caching allocator's
 reserve, kernel workspaces and communication library buffers.
 
-Three figures come out of this module (solver/estimate.py shows them):
+Three figures come out of this module (solver/memory/estimate.py shows them):
 - reserved = tensor peak + the allocator's steady reserve + allocator-side workspaces: what the
   caching allocator must hold;
 - required = reserved + CUDA context + NCCL: what the GPU must hold (nvidia-smi). `fits` is
@@ -41,7 +41,7 @@ docs/accuracy.md, reproduced by `python benchmarks/calibration.py`):
 - NCCL: per peer and channel, NCCL_BUFFSIZE (4 MiB default) for each of the simple/LL/LL128
   protocols (NCCL docs, environment variables); cudaMalloc'd by NCCL, outside the allocator.
 - DeepSpeed's reduce bucket, ZeRO-3 gathered layer and DDP buckets are tensors: they live in
-  solver/memory_states.py, not here.
+  solver/memory/states.py, not here.
 """
 
 from __future__ import annotations

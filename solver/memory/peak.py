@@ -67,7 +67,7 @@ def _autocast_weight_copies(model: ModelSpec, config: TrainConfig) -> float:
     forward pass (torch autocast weight cache: leaf tensors that require grad), so full
     fine-tuning under AMP holds 2 bytes per such parameter more until the forward ends.
     (Edited by the trace work, issue 3: linear weights and lm_head only, see
-    memory_activations.autocast_copy_params.)"""
+    memory/activations.py autocast_copy_params.)"""
     return HALF_BYTES * autocast_copy_params(model, config)
 
 
@@ -183,5 +183,5 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
 
 
 def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
-    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory_states)."""
+    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py)."""
     return int(model_states(model, config, gpus_per_node).host_ram)

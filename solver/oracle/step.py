@@ -1,6 +1,6 @@
 """The trace oracle: runs one real training step of Hugging Face model code on fake tensors on
 the CPU and measures the tensor memory it holds, the way `torch.cuda.max_memory_allocated`
-would on a GPU. It is the ground truth the memory formula (`solver/estimate.py`) is held to.
+would on a GPU. It is the ground truth the memory formula (`solver/memory/estimate.py`) is held to.
 
 What the trace mimics, per `TrainConfig.precision` (LLaMA-Factory + HF Trainer on a GPU):
 - bf16 / fp16: the model is loaded in that dtype, trainable parameters are upcast to fp32

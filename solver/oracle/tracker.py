@@ -79,7 +79,7 @@ class StorageTracker(TorchDispatchMode):
         self.param_shapes: set[tuple[tuple[int, ...], torch.dtype]] = set()  # trainable (shape, dtype)
         self.peak = PeakRecord()
         # With `record_events()`, every allocation and death in order, for replaying the step
-        # through a caching-allocator model (solver/allocator_sim.py): ("alloc", id, raw nbytes),
+        # through a caching-allocator model (solver/calibration/allocator_sim.py): ("alloc", id, raw nbytes),
         # ("free", id, 0) and ("mark", 0, 0, label) rows; ids are the allocation counter.
         self.events: list[tuple] | None = None
         self.phase_peaks: dict[str, int] = {}

@@ -83,7 +83,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     combos = space.knob_combinations()
     order = {knobs: i for i, knobs in enumerate(combos)}
     # Tokens/s never falls as the micro batch grows at a fixed GPU count and global batch (per
-    # micro-step costs are either per token or amortised over more tokens; solver/speed.py), so
+    # micro-step costs are either per token or amortised over more tokens; solver/speed/step_time.py), so
     # the largest micro batch's speed bounds the combination's.
     largest: dict[int, BatchSplit] = {}
     for split in space.splits:
@@ -100,7 +100,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
 
     def memory_of(knobs: Knobs, accumulating: bool, config: TrainConfig) -> tuple[tuple[Affine, ...], int]:
         # required_bytes_by_moment reads grad_accum only as "accumulating or not"
-        # (memory_peak._gradients_during_forward): one evaluation per group.
+        # (memory/peak.py _gradients_during_forward): one evaluation per group.
         key = (knobs, accumulating)
         if key not in memory:
             memory[key] = (required_bytes(model, gpus, config), host_ram_bytes(model, config, gpus.gpus_per_node))

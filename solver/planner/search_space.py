@@ -1,5 +1,5 @@
 """The values the recommender may choose for each knob, given the user's pins and the hardware
-rules (solver/rules.py), and the ways to split the global batch over GPUs and micro-steps.
+rules (solver/problem/rules.py), and the ways to split the global batch over GPUs and micro-steps.
 
 Both the CP-SAT model and the exhaustive check in the tests enumerate this one space, so what
 is left out here is left out of both. What is left out when not pinned, and why:

@@ -108,20 +108,8 @@ def _from_phi3(cfg: Config) -> dict[str, Any]:
 
 def _from_baichuan(cfg: Config) -> dict[str, Any]:
     """Baichuan / Baichuan2 (remote code): multi-head attention through one fused W_pack."""
-    hidden = int(_require(cfg, "hidden_size"))
-    heads = int(_require(cfg, "num_attention_heads"))
-    return dict(
-        family=Family.baichuan,
-        hidden_size=hidden,
-        num_layers=_require(cfg, "num_hidden_layers"),
-        num_attention_heads=heads,
-        num_kv_heads=heads,
-        head_dim=hidden // heads,
-        intermediate_size=_require(cfg, "intermediate_size"),
-        vocab_size=_require(cfg, "vocab_size"),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        max_position_embeddings=cfg.get("max_position_embeddings") or cfg.get("model_max_length") or 4096,
-    )
+    return _llama_like(cfg, family=Family.baichuan,
+                       max_position_embeddings=cfg.get("max_position_embeddings") or cfg.get("model_max_length") or 4096)
 
 
 def _from_chatglm(cfg: Config) -> dict[str, Any]:
@@ -149,17 +137,11 @@ def _from_chatglm(cfg: Config) -> dict[str, Any]:
 def _from_qwen(cfg: Config) -> dict[str, Any]:
     """Qwen1 (remote code): config intermediate_size covers w1 and w2 together, so halve it."""
     hidden = int(_require(cfg, "hidden_size"))
-    heads = int(_require(cfg, "num_attention_heads"))
-    return dict(
+    return _llama_like(
+        cfg,
         family=Family.qwen,
-        hidden_size=hidden,
-        num_layers=_require(cfg, "num_hidden_layers"),
-        num_attention_heads=heads,
-        num_kv_heads=heads,
-        head_dim=cfg.get("kv_channels") or hidden // heads,
+        head_dim=cfg.get("kv_channels") or hidden // int(_require(cfg, "num_attention_heads")),
         intermediate_size=int(_require(cfg, "intermediate_size")) // 2,
-        vocab_size=_require(cfg, "vocab_size"),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         qkv_bias=True,  # c_attn always has a bias; `no_bias` covers the other linears
         o_bias=not cfg.get("no_bias", True),
         mlp_bias=not cfg.get("no_bias", True),

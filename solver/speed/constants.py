@@ -16,7 +16,7 @@ live in speed/step_time.py. Rates are in FLOP/s or bytes/s, times in seconds.
 # REFIT (calibration helper, benchmarks/calibration.py, docs/accuracy.md): ms-swift of that time
 # DELETED samples longer than max_length (truncation_strategy='delete'), so the seq-512 rows
 # trained on samples of 413 tokens on average, not 512, and every row's mean length is below its
-# max_length (solver/framework_profiles.py). Fitted jointly with LAYER_PASS_OVERHEAD_S on all 37
+# max_length (solver/calibration/framework_profiles.py). Fitted jointly with LAYER_PASS_OVERHEAD_S on all 37
 # single-GPU rows (grid, minimising the worst |log(predicted/measured)|): 0.80 / 0.9 ms gives
 # 0.71-1.36. 0.80 is an EFFECTIVE value, above the true MFU (~0.5-0.6): the formula adds host
 # overhead and GPU time, while the GPU really overlaps them (time ~ max of the two), so the fit
@@ -62,7 +62,7 @@ DEQUANT_EFFECTIVE_BYTES_PER_WEIGHT = {4: 16.0, 8: 23.0}
 # A100 at max_length 2048 with checkpointing: `c_attn` only 4.31 samples/s vs all five linears
 # 3.22 samples/s (rows 31 and 36). The extra 0.078 s per sample over the four added modules'
 # inputs (4096 + 4096 + 4096 + 11008 per layer x 32 layers x 3 passes x ~1,300 kept tokens per
-# sample, solver/framework_profiles.py) at 0.8 x 2,039 GB/s is about 40 bytes per element on its
+# sample, solver/calibration/framework_profiles.py) at 0.8 x 2,039 GB/s is about 40 bytes per element on its
 # own; with MATMUL_EFFICIENCY_MAX and LAYER_PASS_OVERHEAD_S fitted before this term existed, 18
 # keeps every calibration row within 0.70-1.4 of measured and orders all-linear LoRA below
 # attention-only LoRA (rank/targets Spearman 0.60 -> 0.80; the rest of that sweep is r2 vs r8 vs

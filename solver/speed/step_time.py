@@ -193,7 +193,7 @@ def _dequant_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfi
 def _adapter_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfig) -> float:
     """Each LoRA adapter moves its input through elementwise kernels in every pass (dtype casts,
     dropout, scaling and the add, and their backward): memory-bound traffic proportional to
-    tokens x the adapted module's input width (constant: speed_constants)."""
+    tokens x the adapted module's input width (constant: speed/constants.py)."""
     if not config.uses_lora:
         return 0.0
     input_elements = model.num_layers * sum(m.in_features * m.count for m in lora_targets(model, config))

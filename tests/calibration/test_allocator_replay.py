@@ -1,6 +1,6 @@
 """Replaying a traced step's allocation order through the caching-allocator model: the template
 is exact in the sequence length, and the replay shows the mechanism behind fitplan's fitted
-variable-length reserve (solver/overhead.py): micro-steps of varying length leave cached
+variable-length reserve (solver/memory/overheads.py): micro-steps of varying length leave cached
 segments that micro-steps of one length do not."""
 
 import random

@@ -68,7 +68,7 @@ def test_the_structure_is_llamafactorys_example_structure():
 
 
 def test_buckets_are_auto_so_they_match_the_memory_model():
-    # memory_states.model_states counts the reduce bucket as hidden_size^2 16-bit elements, which is
+    # memory/states.py model_states counts the reduce bucket as hidden_size^2 16-bit elements, which is
     # HF's "auto" (transformers integrations/deepspeed.py trainer_config_finalize).
     model, gpus = load_model("qwen2.5-7b"), parse_gpu_set("4xA100-80G")
     for stage in (1, 2, 3):

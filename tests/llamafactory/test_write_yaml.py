@@ -99,7 +99,7 @@ def test_each_knob_becomes_the_llamafactory_key_schemas_md_names():
 
 
 def test_adamw_is_the_fused_optimizer_the_memory_model_assumes():
-    # memory_states.optimizer_step_temporary_bytes counts no step temporaries: true for the fused
+    # memory/states.py optimizer_step_temporary_bytes counts no step temporaries: true for the fused
     # (in-place) AdamW, not for the foreach `adamw_torch` (trace-notes Q6).
     model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set("1xA10")
     values, _ = emitted(model, gpus, TrainConfig(optim=Optimizer.adamw))
