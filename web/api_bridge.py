@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fitplan.cli.emit_options import write_emit
 from fitplan.cli.recommend import _tokens as tokens_to_train  # --tokens / --epochs x --dataset-samples
-from fitplan.cli.recommend import describe_config_of, render_recommendation
+from fitplan.cli.recommend import describe_config_of, recommend_command, render_recommendation
 from fitplan.cli.render import describe_config, render_estimate
 from fitplan.solver.catalog import gpu_catalog, model_catalog
 from fitplan.solver.errors import ConfigFileError, FitplanError, UnknownGpuError, UnknownModelError, validation_message
@@ -21,6 +21,6 @@ __all__ = [
     "Attention", "ConfigFileError", "Estimate", "FitplanError", "GIB", "Method", "Offload", "Optimizer", "Pins",
     "Precision", "Recommendation", "SolverSettings", "TERM_LABELS", "UnknownGpuError", "UnknownModelError",
     "Workload", "describe_config", "describe_config_of", "gpu_catalog", "max_seq_len", "memory_budget_bytes",
-    "min_gpus", "model_catalog", "render_estimate", "render_recommendation", "tokens_to_train",
+    "min_gpus", "model_catalog", "recommend_command", "render_estimate", "render_recommendation", "tokens_to_train",
     "validation_message", "write_emit",
 ]

@@ -93,6 +93,10 @@ class EstimateQuestion(BaseModel):
         """The workload and knob keywords of `fitplan.estimate` / `recommend`."""
         return {name: getattr(self, name) for name in WORKLOAD_FIELDS + KNOB_FIELDS}
 
+    def knobs(self) -> dict:
+        """The knobs pinned (None = free)."""
+        return {name: getattr(self, name) for name in KNOB_FIELDS}
+
     def model_label(self) -> str:
         return self.model if self.model is not None else UPLOADED_MODEL_ARG
 

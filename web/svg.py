@@ -3,9 +3,10 @@ from an uploaded config.json may hold markup), so no figure builds markup by han
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
+
+from .html import esc
 
 FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
 
@@ -21,10 +22,6 @@ SPARE_COLOURS = ("#8cd17d", "#b6992d", "#f1ce63", "#499894", "#d37295", "#fabfd2
 METHOD_COLOURS = {"full": "#e15759", "lora": "#4e79a7", "qlora": "#59a14f", "freeze": "#b07aa1"}
 BUDGET_COLOUR = "#c0392b"
 CAPACITY_COLOUR = "#333333"
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def term_colour(name: str) -> str:
