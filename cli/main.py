@@ -20,11 +20,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import estimate, listing
+    from . import estimate, listing, plot, serve
 
     cli.add_command(estimate.estimate_command)
     cli.add_command(listing.models_command)
     cli.add_command(listing.gpus_command)
+    cli.add_command(serve.serve_command)
+    cli.add_command(plot.plot_command)
     optional = [("recommend", "recommend_command"), ("trace", "trace_command"), ("check", "check_command"),
                 ("sweep", "sweep_command")]
     for module_name, attr in optional:

@@ -27,31 +27,29 @@ class NothingFits(FitplanError):
 
 @dataclass(frozen=True)
 class Limits:
-    """The server's caps on one question's solver work (ServerLimits' two solver fields)."""
+    """What one question may do: the server's caps on the solver work (ServerLimits' solver
+    fields), and whether --model may name a file (the CLI's `fitplan plot`; never the server)."""
 
     max_time_limit_s: float = 10.0
     max_top_k: int = 20
+    read_model_files: bool = False
 
 
-def _instance(question: EstimateQuestion):
-    return fitplan.make_instance(load_question_model(question), question.gpus, **question.api_keywords())
+def _instance(question: EstimateQuestion, limits: Limits):
+    model = load_question_model(question, read_files=limits.read_model_files)
+    return fitplan.make_instance(model, question.gpus, **question.api_keywords())
 
 
 # ---- the JSON API: the CLI's --json objects --------------------------------------------------
 
-def estimate_of(question: EstimateQuestion) -> Estimate:
-    """What `fitplan estimate` evaluates for this question."""
-    return fitplan.estimate(load_question_model(question), question.gpus, **question.api_keywords())
-
-
 def estimate_json(question: EstimateQuestion) -> dict:
     """`fitplan estimate --json`."""
-    return estimate_of(question).to_json_dict()
+    return fitplan.estimate(load_question_model(question), question.gpus, **question.api_keywords()).to_json_dict()
 
 
 def recommend_json(question: RecommendQuestion, limits: Limits) -> dict:
     """`fitplan recommend --json` (with --max-seq-len / --min-gpus: their answers)."""
-    instance = _instance(question)
+    instance = _instance(question, limits)
     settings = question.settings(limits.max_time_limit_s, limits.max_top_k)
     if question.max_seq_len or question.min_gpus:
         answers = {}
@@ -72,7 +70,7 @@ def recommend_json(question: RecommendQuestion, limits: Limits) -> dict:
 
 def emit_zip(question: RecommendQuestion, limits: Limits) -> tuple[str, bytes]:
     """(file name, zip bytes) of the files `fitplan recommend --emit ...` writes for the plan."""
-    instance = _instance(question)
+    instance = _instance(question, limits)
     settings = question.settings(limits.max_time_limit_s, limits.max_top_k)
     result = fitplan.recommend(instance.model, instance.gpus, settings=settings, **question.api_keywords())
     if result.plan is None:
@@ -113,12 +111,12 @@ class PageAnswer:
 def page_answer(question: RecommendQuestion, command: str, limits: Limits) -> PageAnswer:
     """The page's answer: `recommend` (the default) or `estimate` of the question."""
     if command == "estimate":
-        return _estimate_page(question)
+        return _estimate_page(question, limits)
     return _recommend_page(question, limits)
 
 
-def _estimate_page(question: RecommendQuestion) -> PageAnswer:
-    instance = _instance(question)
+def _estimate_page(question: RecommendQuestion, limits: Limits) -> PageAnswer:
+    instance = _instance(question, limits)
     est = fitplan.estimate(instance.model, instance.gpus, **question.api_keywords())
     budget = memory_budget_bytes(instance.gpus, question.headroom)
     answer = PageAnswer("estimate", cli_command(_estimate_only(question), "estimate"), render_estimate(est), est,
@@ -133,7 +131,7 @@ def _estimate_only(question: RecommendQuestion) -> EstimateQuestion:
 
 
 def _recommend_page(question: RecommendQuestion, limits: Limits) -> PageAnswer:
-    instance = _instance(question)
+    instance = _instance(question, limits)
     settings = question.settings(limits.max_time_limit_s, limits.max_top_k)
     tokens = tokens_to_train(question.tokens, question.epochs, question.dataset_samples, question.seq_len)
     result = fitplan.recommend(instance.model, instance.gpus, settings=settings, **question.api_keywords())

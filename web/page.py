@@ -180,7 +180,11 @@ def _runners_up_table(rec) -> Markup:
 def _plots(answer: PageAnswer) -> Markup:
     seq = tag("figure", Markup(answer.seq_len_svg),
               tag("figcaption", tag("ul", [tag("li", line) for line in answer.curve_lines])), id="seq-len-plot")
-    scatter = tag("figure", Markup(answer.runners_up_svg), id="runners-up-plot") if answer.runners_up_svg else None
+    heading = next((line for line in answer.report.splitlines() if line.startswith("runners-up (")), None)
+    scatter = None
+    if answer.runners_up_svg:
+        scatter = tag("figure", Markup(answer.runners_up_svg), tag("figcaption", heading) if heading else None,
+                      id="runners-up-plot")
     return tag("div", tag("h3", "plots"), seq, scatter, class_="plots")
 
 

@@ -150,12 +150,15 @@ def _cli_name(kind: type[BaseModel], name: str) -> str:
     return field.alias if field is not None and field.alias else name
 
 
-def load_question_model(question: EstimateQuestion):
+def load_question_model(question: EstimateQuestion, *, read_files: bool = False):
     """The ModelSpec asked about: a catalog name or alias, or the uploaded config.json. A name
-    that is a path on the server is refused: the page and the API never read the server's files."""
+    that is a path is refused unless `read_files` (the CLI): the page and the API never read the
+    server's files."""
     if question.config_json is not None:
         return _model_from_config_text(question.config_json)
     name = question.model.strip()
+    if read_files:
+        return fitplan.load_model(name)
     if name.endswith(".json") or Path(name).expanduser().exists():
         raise UnknownModelError(f"'{name}' is a file name: the page and the API read no files on the server; "
                                 "upload the config.json (config_json) or give a catalog name or Hub id")
