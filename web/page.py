@@ -183,7 +183,8 @@ def _plots(answer: PageAnswer) -> Markup:
     heading = next((line for line in answer.report.splitlines() if line.startswith("runners-up (")), None)
     scatter = None
     if answer.runners_up_svg:
-        scatter = tag("figure", Markup(answer.runners_up_svg), tag("figcaption", heading) if heading else None,
+        caption = tag("figcaption", heading.removesuffix(":")) if heading else None
+        scatter = tag("figure", Markup(answer.runners_up_svg), caption,
                       id="runners-up-plot")
     return tag("div", tag("h3", "plots"), seq, scatter, class_="plots")
 

@@ -33,6 +33,7 @@ figure { margin: 10px 0; overflow-x: auto; } figcaption ul { margin: 2px 0; colo
 table#runners-up { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
 table#runners-up caption { text-align: left; font-weight: bold; margin-bottom: 4px; }
 table#runners-up td, table#runners-up th { border-bottom: 1px solid var(--line); padding: 3px 8px; text-align: left; }
+table#runners-up td:nth-child(-n+3) { white-space: nowrap; }
 table#runners-up tr.chosen { background: #fdf1f0; font-weight: bold; }
 .command { display: flex; gap: 8px; align-items: center; margin-top: 8px; }
 .command code { background: #1d2733; color: #e8eef4; padding: 6px 10px; border-radius: 4px; font-size: 12px;
