@@ -43,7 +43,10 @@ def test_plot_writes_the_page_figure_as_svg(tmp_path, capsys, kind, css):
 
 
 def test_plot_writes_png_with_the_png_extra(tmp_path):
-    pytest.importorskip("cairosvg", reason="PNG needs the [png] extra", exc_type=ImportError)
+    try:
+        import cairosvg  # noqa: F401
+    except (ImportError, OSError) as exc:  # OSError: no libcairo2 on the system
+        pytest.skip(f"PNG needs the [png] extra and libcairo2: {exc}")
     out = tmp_path / "plot.png"
     assert main(["plot", "--model", "qwen2.5-0.5b", "--gpus", "1xA10", "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
