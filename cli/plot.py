@@ -41,6 +41,7 @@ def plot_command(model: str, gpus: str, seq_len: int, global_batch: int | None, 
     path = Path(out)
     if path.suffix.lower() not in (".svg", ".png"):
         raise ConfigFileError(f"-o {out}: write a .svg or a .png file")
+    to_png = _png_converter() if path.suffix.lower() == ".png" else None  # before the work: fail fast
     pins = pins_from_kwargs(knobs)
     body = {"model": model, "gpus": gpus, "seq_len": seq_len, "global_batch": global_batch, "packing": packing,
             "mean_sample_len": mean_sample_len, "top_k": top_k, "headroom": headroom, "time_limit": time_limit,
@@ -52,27 +53,28 @@ def plot_command(model: str, gpus: str, seq_len: int, global_batch: int | None, 
     if not svg:
         click.echo(answer.report.splitlines()[0], err=True)  # "nothing fits: ...": no plan to draw
         raise SystemExit(EXIT_NOTHING_FITS)
-    _write(path, svg)
+    _write(path, svg, to_png)
     click.echo(f"wrote {path}")
     if answer.recommendation is not None and answer.recommendation.plan is None:
         raise SystemExit(EXIT_NOTHING_FITS)
 
 
-def _write(path: Path, svg: str) -> None:
+def _write(path: Path, svg: str, to_png) -> None:
     try:
-        if path.suffix.lower() == ".png":
-            path.write_bytes(_png(svg))
+        if to_png is not None:
+            path.write_bytes(to_png(bytestring=svg.encode("utf-8"), scale=2))
         else:
             path.write_text(svg)
     except OSError as exc:
         raise ConfigFileError(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from None
 
 
-def _png(svg: str) -> bytes:
+def _png_converter():
+    """cairosvg's svg2png, or one line saying how to install it (exit 2)."""
     try:
         import cairosvg
     except (ImportError, OSError) as exc:  # OSError: cairocffi finds no libcairo2
         click.echo(f"error: a PNG needs cairosvg ({exc.__class__.__name__}: {str(exc).splitlines()[0]}): {PNG_HINT}",
                    err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    return cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=2)
+    return cairosvg.svg2png

@@ -158,7 +158,7 @@ def _add_seq_len_plot(answer: PageAnswer, instance, question: EstimateQuestion, 
 def seq_len_figure(curves: list[SeqLenCurve], instance, asked_seq_len: int, budget: int,
                    headroom_fraction: float) -> str:
     """The memory-vs-sequence-length plot of `curves` on the instance's GPUs."""
-    return seq_len_plot_svg(curves, title=f"memory vs sequence length: {instance.model.name} on {instance.gpus.label()}",
-                            capacity_bytes=instance.gpus.gpu.memory_bytes, budget_bytes=budget,
-                            budget_label=f"memory budget per GPU: {budget / GIB:.2f} GiB ({headroom_fraction:.0%} headroom)",
-                            asked_seq_len=asked_seq_len)
+    title = f"memory vs sequence length: {instance.model.name} on {instance.gpus.label()}"
+    budget_label = f"memory budget per GPU: {budget / GIB:.2f} GiB ({headroom_fraction:.0%} headroom)"
+    return seq_len_plot_svg(curves, title=title, capacity_bytes=instance.gpus.gpu.memory_bytes, budget_bytes=budget,
+                            budget_label=budget_label, asked_seq_len=asked_seq_len)
