@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 

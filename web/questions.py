@@ -84,7 +84,7 @@ class EstimateQuestion(BaseModel):
         return ",".join(value) if isinstance(value, (list, tuple)) else value
 
     @model_validator(mode="after")
-    def _one_model(self) -> "EstimateQuestion":
+    def _one_model(self) -> EstimateQuestion:
         if (self.model is None) == (self.config_json is None):
             raise ValueError("give a catalog name or Hub id (model), or a config.json (config_json), not both")
         return self
@@ -119,7 +119,7 @@ class RecommendQuestion(EstimateQuestion):
     model_path: str | None = None
     output_dir: str | None = None
 
-    def settings(self, max_time_limit_s: float, max_top_k: int) -> "SolverSettings":
+    def settings(self, max_time_limit_s: float, max_top_k: int) -> SolverSettings:
         """The solver settings, the time limit and the number of plans capped by the server."""
         host_ram = int(self.host_ram_gib * GIB) if self.host_ram_gib else None
         return SolverSettings(time_limit_s=min(self.time_limit, max_time_limit_s), headroom_fraction=self.headroom,
