@@ -23,6 +23,7 @@ import fitplan
 from .api_bridge import GIB, ConfigFileError, FitplanError, SolverSettings, UnknownModelError, validation_message
 
 MAX_CONFIG_JSON_CHARS = 1 << 20  # a real config.json is a few KB
+MAX_TEXT_CHARS = 256  # names and placeholders; a longer one is no name (and too long a file name to test)
 
 # The knobs, as `fitplan.estimate` / `recommend` keywords (cli/options.py KNOB_NAMES).
 KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
@@ -47,9 +48,9 @@ class EstimateQuestion(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    model: str | None = None  # catalog name or alias (a Hub id such as Qwen/Qwen2.5-7B)
+    model: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)  # catalog name or alias, or a Hub id
     config_json: str | None = None  # or the text of an uploaded Hugging Face config.json
-    gpus: str
+    gpus: str = Field(max_length=MAX_TEXT_CHARS)
     seq_len: int = Field(default=2048, ge=1)
     global_batch: int | None = Field(default=None, ge=1)
     packing: bool = False
@@ -57,7 +58,7 @@ class EstimateQuestion(BaseModel):
     method: str | None = None
     bits: int | None = None
     lora_rank: int | None = Field(default=None, ge=1)
-    lora_targets: str | None = Field(default=None, alias="lora_target")
+    lora_targets: str | None = Field(default=None, alias="lora_target", max_length=4 * MAX_TEXT_CHARS)
     freeze_layers: int | None = Field(default=None, ge=1)
     micro_batch: int | None = Field(default=None, ge=1)
     grad_accum: int | None = Field(default=None, ge=1)
@@ -114,10 +115,10 @@ class RecommendQuestion(EstimateQuestion):
     max_seq_len: bool = False  # answer: the longest --seq-len at which something fits
     min_gpus: bool = False  # answer: the fewest GPUs of this kind on which something fits
     emit: Literal["llamafactory", "deepspeed"] | None = None
-    dataset: str | None = None
-    template: str | None = None
-    model_path: str | None = None
-    output_dir: str | None = None
+    dataset: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    template: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    model_path: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    output_dir: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
     def settings(self, max_time_limit_s: float, max_top_k: int) -> SolverSettings:
         """The solver settings, the time limit and the number of plans capped by the server."""
@@ -159,10 +160,17 @@ def load_question_model(question: EstimateQuestion, *, read_files: bool = False)
     name = question.model.strip()
     if read_files:
         return fitplan.load_model(name)
-    if name.endswith(".json") or Path(name).expanduser().exists():
+    if name.endswith(".json") or _is_server_path(name):
         raise UnknownModelError(f"'{name}' is a file name: the page and the API read no files on the server; "
                                 "upload the config.json (config_json) or give a catalog name or Hub id")
     return fitplan.load_model(name)
+
+
+def _is_server_path(name: str) -> bool:
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, ValueError):  # a name no file can have (a NUL byte) is no path either
+        return False
 
 
 def _model_from_config_text(text: str):

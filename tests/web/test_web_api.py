@@ -156,3 +156,9 @@ def test_unknown_paths_are_404_and_get_on_the_api_is_405(client):
     assert client.post("/api/sweep", json=P4_QUESTION).status_code == 404
     assert client.get("/api/recommend").status_code == 405
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_overlong_names_are_422_not_a_server_error(client):
+    answer = client.post("/api/estimate", json={"model": "x" * 5000, "gpus": "1xA10"})
+    assert answer.status_code == 422
+    assert answer.json() == {"error": "model: String should have at most 256 characters"}
