@@ -20,9 +20,14 @@ def render_page(values: dict[str, str], *, answer: PageAnswer | None = None, que
                 errors: dict[str | None, str] | None = None, config_text: str | None = None) -> str:
     """The whole page. `errors` maps a field name (None = the form as a whole) to its message."""
     errors = errors or {}
-    body = tag("main", _form(values, errors, config_text),
-               tag("section", _answer(answer, question_json) if answer else _welcome(), id="answer"),
-               class_="layout")
+    if answer:
+        shown = _answer(answer, question_json)
+    elif errors:
+        shown = tag("div", tag("h2", "no answer"), tag("p", "The question has an error: the marked field says why."),
+                    id="no-answer")
+    else:
+        shown = _welcome()
+    body = tag("main", _form(values, errors, config_text), tag("section", shown, id="answer"), class_="layout")
     head = tag("head", tag("meta", charset="utf-8"), tag("meta", name="viewport", content="width=device-width"),
                tag("title", TITLE), tag("style", Markup(PAGE_CSS)))
     header = tag("header", tag("h1", "fitplan"),
