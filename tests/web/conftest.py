@@ -94,8 +94,14 @@ def browser(tmp_path):
         driver.quit()
 
 
-def save_screenshot(driver, path: Path) -> Path:
-    """The whole page as a PNG (Chromium's full-page capture through the DevTools protocol)."""
+@pytest.fixture
+def full_page_screenshot():
+    """Saves the whole page as a PNG: `full_page_screenshot(driver, path)`."""
+    return _save_screenshot
+
+
+def _save_screenshot(driver, path: Path) -> Path:
+    """Chromium's full-page capture through the DevTools protocol."""
     import base64
 
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})

@@ -13,7 +13,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import save_screenshot
 
 import fitplan
 from fitplan.cli.main import main
@@ -60,7 +59,8 @@ def _cli_lines(capsys, argv: list[str]) -> list[str]:
     return lines
 
 
-def test_the_8xp4_question_shows_the_plan_the_memory_bar_and_the_plots(live_server, browser, tmp_path, capsys):
+def test_the_8xp4_question_shows_the_plan_the_memory_bar_and_the_plots(live_server, browser, tmp_path, capsys,
+                                                                      full_page_screenshot):
     from selenium.webdriver.common.by import By
 
     browser.get(live_server)
@@ -94,7 +94,7 @@ def test_the_8xp4_question_shows_the_plan_the_memory_bar_and_the_plots(live_serv
         "fitplan recommend --model qwen2.5-7b --gpus 8xP4 --seq-len 1024 --top 5")
     assert browser.find_element(By.ID, "download").is_displayed()
 
-    shot = save_screenshot(browser, tmp_path / "fitplan-serve-8xP4.png")
+    shot = full_page_screenshot(browser, tmp_path / "fitplan-serve-8xP4.png")
     assert shot.stat().st_size > 20_000
     if os.environ.get("FITPLAN_SCREENSHOT_TO"):  # how docs/web-screenshot.png is made
         shutil.copy(shot, os.environ["FITPLAN_SCREENSHOT_TO"])
