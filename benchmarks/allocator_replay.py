@@ -27,22 +27,21 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT.parent) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT.parent))
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from fitplan.solver.allocator_replay import ReplayResult, StepTemplate, build_template, replay, sample_lengths  # noqa: E402
-from fitplan.solver.allocator_sim import CachingAllocatorSim  # noqa: E402
-from fitplan.solver.framework_profiles import MS_SWIFT_2024_01, FrameworkProfile  # noqa: E402
-from fitplan.solver.gpu_spec import GIB  # noqa: E402
-from fitplan.solver.model_spec import ModelSpec  # noqa: E402
-from fitplan.solver.overhead import CUDA_CONTEXT_BYTES  # noqa: E402
-from fitplan.solver.training_config import Attention, Method, TrainConfig  # noqa: E402
+from fitplan.solver.calibration.allocator_replay import (
+    ReplayResult,
+    StepTemplate,
+    build_template,
+    replay,
+    sample_lengths,
+)
+from fitplan.solver.calibration.allocator_sim import CachingAllocatorSim
+from fitplan.solver.calibration.framework_profiles import MS_SWIFT_2024_01, FrameworkProfile
+from fitplan.solver.memory.overheads import CUDA_CONTEXT_BYTES
+from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.problem.knobs import Attention, Method
+from fitplan.solver.specs.model import ModelSpec
+from fitplan.solver.units import GIB
 
 DATASET_SAMPLES = 4959  # cls-fudan-news-zh, ms-swift docs "支持的模型和数据集"@4312aeb
 SUBSAMPLE_ABOVE_2048 = 1000  # run_single.py: train_dataset_sample=1000 when max_length > 2048
@@ -87,9 +86,8 @@ def _parse_rows(text: str) -> set[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from calibration import GPU, predict_all  # benchmarks/calibration.py
-
-    from fitplan.solver.catalog import parse_gpu_set
+    from fitplan.solver.calibration.published_runs import GPU, predict_all
+    from fitplan.solver.specs.catalog import parse_gpu_set
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="0-18,23-38", help="calibration rows, e.g. 0-9,23")
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only replay loading Qwen-7B into bitsandbytes NF4 (row 22's question)")
     args = parser.parse_args(argv)
     if args.bnb_load:
-        from fitplan.solver.catalog import load_model
+        from fitplan.solver.specs.catalog import load_model
 
         sim = bnb_nf4_load(load_model("qwen-7b"))
         print(f"Qwen-7B NF4 load: allocated {sim.allocated_bytes / GIB:.2f} GiB, "

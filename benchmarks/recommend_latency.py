@@ -46,15 +46,15 @@ def cold_cli_s(repeats: int) -> list[float]:
 
 
 def _instance(model: str, gpus: str, seq: int, global_batch: int | None):
-    from fitplan.solver.catalog import load_model, parse_gpu_set
-    from fitplan.solver.instance import Instance, Workload
+    from fitplan.solver.problem.instance import Instance, Workload
+    from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
     return Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
                     workload=Workload(seq_len=seq, global_batch=global_batch))
 
 
 def warm_latency_s(repeats: int) -> dict[str, float]:
-    from fitplan.solver.recommend import recommend
+    from fitplan.solver.planner.recommend import recommend
 
     result = {}
     for model, gpus, seq in WARM_QUERIES:
@@ -70,7 +70,7 @@ def warm_latency_s(repeats: int) -> dict[str, float]:
 
 
 def sweep_s(queries: int) -> tuple[float, list[float], int]:
-    from fitplan.solver.recommend import recommend
+    from fitplan.solver.planner.recommend import recommend
 
     rng = random.Random(1000)
     times, plans = [], 0

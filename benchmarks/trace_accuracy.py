@@ -17,11 +17,11 @@ import sys
 import time
 import warnings
 
-from fitplan.solver.catalog import load_model, parse_gpu_set
-from fitplan.solver.estimate import estimate
-from fitplan.solver.gpu_spec import GIB
-from fitplan.solver.trace_step import trace_training_step
-from fitplan.solver.training_config import TrainConfig
+from fitplan.solver.memory.estimate import estimate
+from fitplan.solver.oracle.step import trace_training_step
+from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
+from fitplan.solver.units import GIB
 
 MODELS = ["qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "phi-3-mini", "chatglm3-6b",
           "qwen-7b", "baichuan2-7b", "llama-2-7b", "mistral-7b", "qwen2.5-7b", "qwen3-8b", "llama-3.1-8b",

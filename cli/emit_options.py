@@ -15,12 +15,12 @@ from pathlib import Path
 
 import click
 
-from fitplan.solver.emit_deepspeed import deepspeed_config
-from fitplan.solver.emit_llamafactory import DS_CONFIG_JSON, LAUNCH_SH, EmitPlaceholders, llamafactory_files
 from fitplan.solver.errors import ConfigFileError
-from fitplan.solver.gpu_spec import GpuSet
-from fitplan.solver.model_spec import ModelSpec
-from fitplan.solver.training_config import TrainConfig
+from fitplan.solver.llamafactory.write_deepspeed import deepspeed_config
+from fitplan.solver.llamafactory.write_yaml import DS_CONFIG_JSON, LAUNCH_SH, EmitPlaceholders, llamafactory_files
+from fitplan.solver.problem.config import TrainConfig
+from fitplan.solver.specs.gpu import GpuSet
+from fitplan.solver.specs.model import ModelSpec
 
 EMIT_CHOICES = ("llamafactory", "deepspeed")
 DEFAULT_OUT_DIR = "out"

@@ -8,7 +8,7 @@ import click
 
 import fitplan
 
-from .exit_codes import EXIT_NOTHING_FITS
+from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
 from .render import render_estimate
 
@@ -20,7 +20,7 @@ from .render import render_estimate
 @knob_options
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
-                     mean_sample_len: int | None, as_json: bool, **knobs) -> None:
+                     mean_sample_len: int | None, as_json: bool, **knobs) -> int:
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                               mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
@@ -28,5 +28,4 @@ def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | No
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:
         click.echo(render_estimate(result))
-    if not result.fits:
-        raise SystemExit(EXIT_NOTHING_FITS)
+    return EXIT_OK if result.fits else EXIT_NOTHING_FITS

@@ -1,4 +1,5 @@
-"""The `fitplan` command: parse, call fitplan.solver, render. No formula lives here.
+"""The `fitplan` command: parse, call fitplan.solver, render. No formula lives here. Every
+command returns its exit code.
 
 Exit codes: 0 success (a plan was found / it fits), 2 bad input, 3 nothing fits."""
 
@@ -20,23 +21,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import estimate, listing, plot, serve
+    """Every command, explicitly (a command that fails to import fails loudly)."""
+    from . import check, estimate, listing, plot, recommend, serve, sweep, trace
 
-    cli.add_command(estimate.estimate_command)
-    cli.add_command(listing.models_command)
-    cli.add_command(listing.gpus_command)
+    for command in (estimate.estimate_command, recommend.recommend_command, check.check_command,
+                    sweep.sweep_command, trace.trace_command, listing.models_command, listing.gpus_command):
+        cli.add_command(command)
     cli.add_command(serve.serve_command)
     cli.add_command(plot.plot_command)
-    optional = [("recommend", "recommend_command"), ("trace", "trace_command"), ("check", "check_command"),
-                ("sweep", "sweep_command")]
-    for module_name, attr in optional:
-        try:
-            module = __import__(f"fitplan.cli.{module_name}", fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fitplan.cli.{module_name}":
-                continue
-            raise
-        cli.add_command(getattr(module, attr))
 
 
 _register()
@@ -59,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         click.echo("aborted", err=True)
         return 1
-    except SystemExit as exc:  # commands end with SystemExit(EXIT_NOTHING_FITS) after printing
+    except SystemExit as exc:  # --help and --version end with SystemExit(0)
         return exc.code if isinstance(exc.code, int) else 1
     return result if isinstance(result, int) else 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fitplan.solver.training_config import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
 
 
 def _choice(enum) -> click.Choice:

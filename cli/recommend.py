@@ -3,59 +3,20 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import click
 
 import fitplan
 from fitplan.solver.errors import InvalidConfigurationError
-from fitplan.solver.gpu_spec import GIB
-from fitplan.solver.recommend import Recommendation, SolverSettings, max_seq_len, min_gpus, recommend
+from fitplan.solver.planner.questions import max_seq_len, min_gpus
+from fitplan.solver.planner.recommend import recommend
+from fitplan.solver.problem.settings import SolverSettings
+from fitplan.solver.units import GIB
 
 from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
-from .exit_codes import EXIT_NOTHING_FITS
+from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
-from .render import describe_config, render_estimate
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def render_recommendation(result: Recommendation, tokens: int | None) -> str:
-    if result.plan is None:
-        lines = ["nothing fits: " + (result.explanation.binding if result.explanation else "no candidate")]
-        if result.explanation:
-            lines += [f"  try: {s}" for s in result.explanation.suggestions]
-        return "\n".join(lines)
-    lines = [render_estimate(result.estimate), "",
-             f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
-             f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
-             f"(global batch {result.plan.global_batch}, {result.status})"]
-    parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
-    lines.append("  step: " + ", ".join(parts))
-    if tokens:
-        lines.append(f"time for {tokens:,} tokens: {_duration(result.time_to_train_s(tokens))}")
-    lines.append(f"memory budget per GPU: {result.memory_budget_bytes / GIB:.2f} GiB "
-                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed {result.host_ram_limit_bytes / GIB:.0f} GiB per node")
-    if result.runners_up:
-        lines.append("runners-up (the plan above is the best quality among plans within "
-                     f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
-                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
-        for k, runner in enumerate(result.runners_up, start=2):
-            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
-                         f"{describe_config_of(runner.plan)}")
-    return "\n".join(lines)
-
-
-def describe_config_of(config) -> str:
-    return describe_config(SimpleNamespace(config=config))  # describe_config reads an Estimate's .config
+from .render import render_answers, render_recommendation
 
 
 def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | None, seq_len: int) -> int | None:
@@ -91,7 +52,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
 def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
                       mean_sample_len: int | None, top_k: int, headroom: float, host_ram_gib: float | None,
                       ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float, tokens: int | None,
-                      epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> None:
+                      epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> int:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                                      mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
@@ -104,14 +65,8 @@ def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | N
             answers["max_seq_len"] = max_seq_len(instance, settings)
         if ask_min_gpus:
             answers["min_gpus"] = min_gpus(instance, settings)
-        if as_json:
-            click.echo(json.dumps(answers, indent=2))
-        else:
-            for name, value in answers.items():
-                click.echo(f"{name.replace('_', ' ')}: {value if value is not None else 'nothing fits'}")
-        if any(value is None for value in answers.values()):
-            raise SystemExit(EXIT_NOTHING_FITS)
-        return
+        click.echo(json.dumps(answers, indent=2) if as_json else render_answers(answers))
+        return EXIT_NOTHING_FITS if any(value is None for value in answers.values()) else EXIT_OK
     result = recommend(instance, settings)
     if as_json:
         payload = result.to_json_dict()
@@ -124,5 +79,4 @@ def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | N
         emit = {name: knobs[name] for name in EMIT_OPTION_NAMES}
         for path in write_emit(instance.model, instance.gpus, result.plan, **emit):
             click.echo(f"wrote {path}", err=as_json)  # keep stdout pure JSON under --json
-    if result.plan is None:
-        raise SystemExit(EXIT_NOTHING_FITS)
+    return EXIT_OK if result.plan is not None else EXIT_NOTHING_FITS

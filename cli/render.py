@@ -1,43 +1,32 @@
-"""Text rendering of estimates and plans for people (scripts use --json)."""
+"""Text for people, for every command but `trace` and `sweep` (render_trace.py,
+render_sweep.py): estimates, recommendations, `check` reports and the catalog listings.
+Scripts use --json, which the answer types build (fitplan.solver.problem.answers)."""
 
 from __future__ import annotations
 
-from fitplan.solver.estimate import Estimate
-from fitplan.solver.gpu_spec import GIB
-from fitplan.solver.term_labels import TERM_LABELS  # noqa: F401  (re-exported for cli.check, cli.trace)
-
+from fitplan.solver.memory.terms import label_of
+from fitplan.solver.problem.answers import Estimate, Recommendation
+from fitplan.solver.problem.config import describe_config
+from fitplan.solver.problem.settings import SolverSettings
+from fitplan.solver.specs.gpu import GpuSpec
+from fitplan.solver.specs.model import ModelSpec
+from fitplan.solver.units import GIB, format_gib
 
 
 def gib(value: int) -> str:
-    return f"{value / GIB:7.2f} GiB"
-
-
-def describe_config(estimate: Estimate) -> str:
-    c = estimate.config
-    method = c.method.value
-    if c.uses_lora:
-        method += f" r{c.lora_rank}"
-    if c.bits != 16:
-        method += f" {c.bits}-bit"
-    parts = [method, f"seq {c.seq_len}", f"micro-batch {c.micro_batch}", f"accum {c.grad_accum}",
-             "ckpt" if c.grad_ckpt else "no ckpt", c.attn.value, c.precision.value, c.optim.value,
-             f"ZeRO-{c.zero_stage}" if c.zero_stage else "no ZeRO"]
-    if c.offload.value != "none":
-        parts.append(f"offload {c.offload.value}")
-    parts.append(f"{c.n_gpus} GPU{'s' if c.n_gpus > 1 else ''}")
-    return ", ".join(parts)
+    return format_gib(value, width=7)
 
 
 def render_estimate(estimate: Estimate) -> str:
-    lines = [f"{estimate.model} on {estimate.gpus}: {describe_config(estimate)}",
+    lines = [f"{estimate.model} on {estimate.gpus}: {describe_config(estimate.config)}",
              f"trainable {estimate.trainable_params / 1e6:,.1f}M of {estimate.total_params / 1e9:.2f}B params",
              "",
              f"per GPU at the peak ({estimate.peak_phase}):"]
     for name, value in estimate.breakdown_bytes.items():
-        lines.append(f"  {TERM_LABELS.get(name, name):<24}{gib(value)}")
+        lines.append(f"  {label_of(name):<24}{gib(value)}")
     lines.append(f"  {'= tensors (allocated)':<24}{gib(estimate.tensor_peak_bytes)}")
     for name, value in estimate.overhead_bytes.items():
-        lines.append(f"  {TERM_LABELS.get(name, name):<24}{gib(value)}")
+        lines.append(f"  {label_of(name):<24}{gib(value)}")
     lines.append(f"  {'= required':<24}{gib(estimate.peak_bytes)}   (reserved {gib(estimate.reserved_peak_bytes).strip()}, "
                  f"max_memory_reserved up to {gib(estimate.max_reserved_bytes).strip()})")
     lines.append(f"  {'capacity':<24}{gib(estimate.capacity_bytes)}")
@@ -48,3 +37,91 @@ def render_estimate(estimate: Estimate) -> str:
     for note in estimate.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+# ---- recommend ---------------------------------------------------------------------------------
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def render_recommendation(result: Recommendation, tokens: int | None) -> str:
+    if result.plan is None:
+        lines = ["nothing fits: " + (result.explanation.binding if result.explanation else "no candidate")]
+        if result.explanation:
+            lines += [f"  try: {s}" for s in result.explanation.suggestions]
+        return "\n".join(lines)
+    lines = [render_estimate(result.estimate), "",
+             f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
+             f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
+             f"(global batch {result.plan.global_batch}, {result.status})"]
+    parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
+    lines.append("  step: " + ", ".join(parts))
+    if tokens:
+        lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
+    lines.append(f"memory budget per GPU: {result.memory_budget_bytes / GIB:.2f} GiB "
+                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed {result.host_ram_limit_bytes / GIB:.0f} GiB per node")
+    if result.runners_up:
+        lines.append("runners-up (the plan above is the best quality among plans within "
+                     f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
+                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
+        for k, runner in enumerate(result.runners_up, start=2):
+            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {runner.peak_bytes / GIB:.2f} GiB: "
+                         f"{describe_config(runner.plan)}")
+    return "\n".join(lines)
+
+
+def render_answers(answers: dict[str, int | None]) -> str:
+    """`--max-seq-len` / `--min-gpus` answers, one line each."""
+    return "\n".join(f"{name.replace('_', ' ')}: {value if value is not None else 'nothing fits'}"
+                     for name, value in answers.items())
+
+
+# ---- check -------------------------------------------------------------------------------------
+
+def oom_first(result: Estimate) -> str:
+    term, value = max(result.breakdown_bytes.items(), key=lambda kv: kv[1])
+    return f"peak at {result.peak_phase} ({result.peak_moment}); largest term {label_of(term)} {format_gib(value)}"
+
+
+def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, searched: bool,
+                 warnings: list[str]) -> str:
+    """The estimate of a LLaMA-Factory file, what runs out of memory first and the nearest fit."""
+    lines = [render_estimate(result)]
+    if not result.fits:
+        lines.append(f"would run out of memory first: {oom_first(result)}")
+        if searched and nearest is None:
+            lines.append("nearest fit: none at this cutoff_len and global batch on these GPUs; try `fitplan "
+                         "recommend` for a shorter --seq-len or more GPUs")
+        elif searched:
+            fit, changed = nearest
+            lines.append(f"nearest fit (changes {', '.join(changed)}): {describe_config(fit.config)}, "
+                         f"{fit.peak_bytes / GIB:.2f} of {fit.capacity_bytes / GIB:.2f} GiB")
+    lines += [f"warning: {warning}" for warning in warnings]
+    return "\n".join(lines)
+
+
+# ---- catalogs ----------------------------------------------------------------------------------
+
+def render_models(models: list[ModelSpec]) -> str:
+    lines = [f"{'name':<18} {'params':>8} {'layers':>6} {'hidden':>6} {'heads/kv':>8} {'vocab':>7}  aliases"]
+    for m in models:
+        lines.append(f"{m.name:<18} {m.total_params() / 1e9:>7.2f}B {m.num_layers:>6} {m.hidden_size:>6} "
+                     f"{m.num_attention_heads:>4}/{m.num_kv_heads:<3} {m.vocab_size:>7}  {', '.join(m.aliases[:3])}")
+    return "\n".join(lines)
+
+
+def render_gpus(gpus: list[GpuSpec]) -> str:
+    lines = [f"{'name':<16} {'GiB':>6} {'cc':>4} {'bf16':>4} {'FA2':>4} {'fp16 TF':>8} {'fp32 TF':>7} {'GB/s':>6}  aliases"]
+    for g in gpus:
+        lines.append(f"{g.name:<16} {g.memory_bytes / GIB:>6.1f} {g.compute_capability:>4} "
+                     f"{'yes' if g.bf16_hardware else 'no':>4} {'yes' if g.flash_attention_2 else 'no':>4} "
+                     f"{g.fp16_tflops:>8.1f} {g.fp32_tflops:>7.1f} {g.memory_bandwidth_gbps:>6.0f}  {', '.join(g.aliases[:3])}")
+    return "\n".join(lines)
+

@@ -5,9 +5,6 @@ false and `reason` says why); 3 no row fits; 2 bad input (unknown model or GPU, 
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import sys
 
@@ -15,11 +12,14 @@ import click
 
 import fitplan
 from fitplan.solver.errors import InvalidConfigurationError
-from fitplan.solver.gpu_spec import GIB
-from fitplan.solver.sweep import COLUMNS, SweepRow, any_fits
+from fitplan.solver.planner.sweep import any_fits
+from fitplan.solver.problem.answers import SweepRow
+from fitplan.solver.problem.settings import SolverSettings
+from fitplan.solver.units import GIB
 
-from .exit_codes import EXIT_NOTHING_FITS
+from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import data_shape_options, knob_options, pins_from_kwargs
+from .render_sweep import csv_header, csv_line, jsonl_line
 
 
 def _names(text: str, what: str, example: str) -> list[str]:
@@ -36,31 +36,6 @@ def _seq_lens(text: str) -> list[int]:
             raise InvalidConfigurationError(f"--seq-lens: '{part}' is not a positive whole number, e.g. 1024,2048,4096")
         values.append(int(part))
     return values
-
-
-def _csv_cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
-def csv_header() -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(COLUMNS)
-    return buffer.getvalue().rstrip("\n")
-
-
-def csv_line(row: SweepRow) -> str:
-    buffer = io.StringIO()
-    data = row.model_dump()
-    csv.writer(buffer, lineterminator="\n").writerow([_csv_cell(data[c]) for c in COLUMNS])
-    return buffer.getvalue().rstrip("\n")
-
-
-def jsonl_line(row: SweepRow) -> str:
-    return json.dumps(row.model_dump(mode="json"))
 
 
 def _stream_is_terminal(stream) -> bool:
@@ -101,8 +76,6 @@ def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | Non
     lengths = _seq_lens(seq_lens)
     settings = None
     if search:
-        from fitplan.solver.recommend import SolverSettings
-
         chosen = {"headroom_fraction": headroom, "time_limit_s": time_limit,
                   "host_ram_bytes": int(host_ram_gib * GIB) if host_ram_gib else None}
         settings = SolverSettings(**{k: v for k, v in chosen.items() if v is not None})
@@ -139,4 +112,4 @@ def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | Non
             emit(render(row))
     for line in held:
         click.echo(line)
-    return 0 if any_fits(rows) else EXIT_NOTHING_FITS
+    return EXIT_OK if any_fits(rows) else EXIT_NOTHING_FITS

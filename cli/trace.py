@@ -9,79 +9,13 @@ import json
 
 import click
 
-from fitplan.solver.catalog import load_model, parse_gpu_set
-from fitplan.solver.estimate import estimate
-from fitplan.solver.gpu_spec import GIB, MIB
-from fitplan.solver.instance import Instance, Pins, Workload, config_for_estimate
+from fitplan.solver.memory.estimate import estimate
+from fitplan.solver.problem.instance import Instance, Pins, Workload, config_for_estimate
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
-from .exit_codes import EXIT_BAD_INPUT
+from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from .options import knob_options, pins_from_kwargs, workload_options
-from .render import TERM_LABELS
-
-TERM_ORDER = ("weights", "trainable_params", "gradients", "optimizer_states", "activations", "logits_loss",
-              "autocast_weight_copies", "transient")
-
-
-def _gib(value: int) -> str:
-    return f"{value / GIB:9.3f}"
-
-
-def _diff(formula: int, traced: int) -> str:
-    delta = formula - traced
-    if abs(delta) < MIB and max(formula, traced) < 64 * MIB:
-        return f"{delta / MIB:+9.2f} MiB"
-    return f"{delta / GIB:+9.3f} GiB" + (f" ({delta / traced:+.1%})" if traced else "")
-
-
-def comparison(traced, formula) -> dict:
-    """The --json object: both peaks, term by term (tensor memory only, bytes)."""
-    terms = [t for t in TERM_ORDER if traced.breakdown_bytes.get(t) or formula.breakdown_bytes.get(t)]
-    extra = [t for t in formula.breakdown_bytes if t not in TERM_ORDER]
-    return {
-        "model": traced.model,
-        "config": traced.config,
-        "traced_peak_bytes": traced.traced_peak_bytes,
-        "formula_peak_bytes": formula.tensor_peak_bytes,
-        "difference_bytes": formula.tensor_peak_bytes - traced.traced_peak_bytes,
-        "relative_error": (formula.tensor_peak_bytes - traced.traced_peak_bytes) / traced.traced_peak_bytes,
-        "traced_peak": {"phase": traced.peak_phase, "op": traced.peak_op, "layer": traced.peak_layer},
-        "formula_peak": {"moment": formula.peak_moment, "phase": formula.peak_phase},
-        "terms": {t: {"traced_bytes": traced.breakdown_bytes.get(t, 0),
-                      "formula_bytes": formula.breakdown_bytes.get(t, 0)} for t in terms + extra},
-        "traced_phase_peaks_bytes": traced.phase_peaks_bytes,
-        "hf_class": traced.hf_class,
-        "attn_implementation": traced.attn_implementation,
-        "optimizer_impl": traced.optimizer_impl,
-        "trace_seconds": traced.elapsed_s,
-        "notes": traced.notes,
-        "trace_cannot_see": traced.cannot_see,
-    }
-
-
-def render(data: dict) -> str:
-    lines = [f"{data['model']}: traced one steady-state training step ({data['hf_class']}, "
-             f"attention {data['attn_implementation']}, AdamW {data['optimizer_impl']}) in {data['trace_seconds']:.1f} s",
-             "",
-             f"{'tensor memory (GiB)':<26}{'formula':>9} {'traced':>9}   formula - traced"]
-    for term, row in data["terms"].items():
-        label = TERM_LABELS.get(term, term)
-        lines.append(f"  {label:<24}{_gib(row['formula_bytes'])} {_gib(row['traced_bytes'])}   "
-                     f"{_diff(row['formula_bytes'], row['traced_bytes'])}")
-    f, t = data["formula_peak_bytes"], data["traced_peak_bytes"]
-    lines.append(f"  {'= peak (allocated)':<24}{_gib(f)} {_gib(t)}   {_diff(f, t)}")
-    tp = data["traced_peak"]
-    where = ", ".join(x for x in (tp["phase"], tp["layer"], f"op {tp['op']}") if x)
-    lines.append(f"formula peak: {data['formula_peak']['moment']} ({data['formula_peak']['phase']}); "
-                 f"traced peak: {where}")
-    lines.append("traced phase peaks: " + ", ".join(
-        f"{phase} {v / GIB:.3f} GiB" for phase, v in data["traced_phase_peaks_bytes"].items()))
-    for note in data["notes"]:
-        lines.append(f"note: {note}")
-    lines.append("")
-    lines.append("Both columns are tensor memory (torch.cuda.max_memory_allocated). A trace cannot see:")
-    lines.extend(f"  - {item}" for item in data["trace_cannot_see"])
-    lines.append("`fitplan estimate` adds its modelled overheads for these.")
-    return "\n".join(lines)
+from .render_trace import comparison, render
 
 
 @click.command("trace")
@@ -95,16 +29,16 @@ def render(data: dict) -> str:
               help="torch AdamW implementation to trace (HF's default adamw_torch_fused = fused).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (bytes).")
 def trace_command(model: str, gpus: str, seq_len: int, global_batch: int | None, optimizer_impl: str,
-                  as_json: bool, **knobs) -> None:
+                  as_json: bool, **knobs) -> int:
     """Trace one real training step of the model code on fake tensors (no GPU, no weights) and
     compare its tensor-memory peak with the formula's, term by term."""
-    from fitplan.solver.trace_step import TraceUnavailableError, require_trace_dependencies, trace_training_step
+    from fitplan.solver.oracle.step import TraceUnavailableError, require_trace_dependencies, trace_training_step
 
     try:
         require_trace_dependencies()
     except TraceUnavailableError as exc:
         click.echo(str(exc), err=True)
-        raise SystemExit(EXIT_BAD_INPUT) from None
+        return EXIT_BAD_INPUT
     instance = Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
                         workload=Workload(seq_len=seq_len, global_batch=global_batch),
                         pins=Pins(**pins_from_kwargs(knobs)))
@@ -113,3 +47,4 @@ def trace_command(model: str, gpus: str, seq_len: int, global_batch: int | None,
     traced = trace_training_step(instance.model, config, optimizer_impl=optimizer_impl)
     data = comparison(traced, formula)
     click.echo(json.dumps(data, indent=2) if as_json else render(data))
+    return EXIT_OK

@@ -4,9 +4,10 @@ memory per card so high, and which plans are faster or lighter?
 
 Run: `python examples/01_qwen7b_lora_4xa10.py`."""
 
-import fitplan
 from _transcript import fitplan as run_fitplan
 from _transcript import gib, say, table
+
+import fitplan
 
 MODEL, GPUS, SEQ = "qwen-7b-chat", "4xA10", 1024
 

@@ -7,9 +7,10 @@ Knobs not named are LLaMA-Factory's defaults (micro-batch 1, gradient checkpoint
 the table says off, AdamW, bf16). "fits" is estimate's verdict: required <= the card's memory, with
 none of the 5% headroom the recommender keeps. Run: `python examples/03_qwen15_32b_full_ft_8xa800.py`."""
 
-import fitplan
 from _transcript import fitplan as run_fitplan
 from _transcript import gib, say, table
+
+import fitplan
 
 MODELS = ("qwen1.5-32b", "yi-34b")
 NODE = "8xA800-80G"

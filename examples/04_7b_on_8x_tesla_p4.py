@@ -10,9 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import fitplan
 from _transcript import fitplan as run_fitplan
 from _transcript import say, table
+
+import fitplan
 
 MODEL, GPUS = "llama-2-7b", "8xP4"
 SEQ_LENS = [256, 512, 1024, 2048, 4096]

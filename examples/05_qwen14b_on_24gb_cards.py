@@ -6,10 +6,11 @@ sequence each can train, on one, two and four cards.
 batch 1 if need be), with the 5% memory headroom it always keeps. Run:
 `python examples/05_qwen14b_on_24gb_cards.py`."""
 
-import fitplan
-from fitplan.solver.recommend import max_seq_len
 from _transcript import fitplan as run_fitplan
 from _transcript import say, table
+
+import fitplan
+from fitplan.solver.planner.questions import max_seq_len
 
 MODEL = "qwen-14b-chat"
 GPU_SETS = ["1xRTX4090", "2xRTX4090", "4xRTX4090", "1xA10", "1xRTX3090"]

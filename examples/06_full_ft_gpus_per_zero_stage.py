@@ -8,10 +8,12 @@ Host RAM is not limited here so that the table can say how much each plan needs;
 otherwise assumes 2x the node's GPU memory (see the last two commands). Seq 2048; nodes hold 8
 GPUs. Run: `python examples/06_full_ft_gpus_per_zero_stage.py`."""
 
-import fitplan
-from fitplan.solver.recommend import SolverSettings, min_gpus
 from _transcript import fitplan as run_fitplan
 from _transcript import gib, say, table
+
+import fitplan
+from fitplan.solver.planner.questions import min_gpus
+from fitplan.solver.problem.settings import SolverSettings
 
 GPU, PER_NODE, MAX_GPUS = "A100-80G", 8, 64
 STAGES = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"),

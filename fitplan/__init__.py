@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fitplan.solver.estimate import Estimate
-    from fitplan.solver.gpu_spec import GpuSet
-    from fitplan.solver.instance import Instance
-    from fitplan.solver.model_spec import ModelSpec
-    from fitplan.solver.sweep import SweepRow
+    from fitplan.solver.problem.answers import Estimate, SweepRow
+    from fitplan.solver.problem.instance import Instance
+    from fitplan.solver.specs.gpu import GpuSet
+    from fitplan.solver.specs.model import ModelSpec
 
 __all__ = [
     "estimate", "recommend", "sweep", "make_instance", "load_model", "parse_gpu_set",
@@ -44,17 +43,17 @@ __all__ = [
 
 # Names re-exported from fitplan.solver, resolved on first access so `import fitplan` stays light.
 _LAZY = {
-    "load_model": ("fitplan.solver.catalog", "load_model"),
-    "parse_gpu_set": ("fitplan.solver.catalog", "parse_gpu_set"),
+    "load_model": ("fitplan.solver.specs.catalog", "load_model"),
+    "parse_gpu_set": ("fitplan.solver.specs.catalog", "parse_gpu_set"),
     "FitplanError": ("fitplan.solver.errors", "FitplanError"),
-    "Estimate": ("fitplan.solver.estimate", "Estimate"),
-    "Instance": ("fitplan.solver.instance", "Instance"),
-    "Pins": ("fitplan.solver.instance", "Pins"),
-    "Workload": ("fitplan.solver.instance", "Workload"),
-    "TrainConfig": ("fitplan.solver.training_config", "TrainConfig"),
-    "Recommendation": ("fitplan.solver.recommend", "Recommendation"),
-    "SolverSettings": ("fitplan.solver.recommend", "SolverSettings"),
-    "SweepRow": ("fitplan.solver.sweep", "SweepRow"),
+    "Estimate": ("fitplan.solver.problem.answers", "Estimate"),
+    "Instance": ("fitplan.solver.problem.instance", "Instance"),
+    "Pins": ("fitplan.solver.problem.instance", "Pins"),
+    "Workload": ("fitplan.solver.problem.instance", "Workload"),
+    "TrainConfig": ("fitplan.solver.problem.config", "TrainConfig"),
+    "Recommendation": ("fitplan.solver.problem.answers", "Recommendation"),
+    "SolverSettings": ("fitplan.solver.problem.settings", "SolverSettings"),
+    "SweepRow": ("fitplan.solver.problem.answers", "SweepRow"),
 }
 
 
@@ -70,15 +69,15 @@ def __getattr__(name: str):
 
 
 def _as_model(model: "str | ModelSpec") -> "ModelSpec":
-    from fitplan.solver.catalog import load_model
-    from fitplan.solver.model_spec import ModelSpec
+    from fitplan.solver.specs.catalog import load_model
+    from fitplan.solver.specs.model import ModelSpec
 
     return model if isinstance(model, ModelSpec) else load_model(str(model))
 
 
 def _as_gpus(gpus: "str | GpuSet") -> "GpuSet":
-    from fitplan.solver.catalog import parse_gpu_set
-    from fitplan.solver.gpu_spec import GpuSet
+    from fitplan.solver.specs.catalog import parse_gpu_set
+    from fitplan.solver.specs.gpu import GpuSet
 
     return gpus if isinstance(gpus, GpuSet) else parse_gpu_set(str(gpus))
 
@@ -89,7 +88,7 @@ def _pins(knobs: dict):
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
-    from fitplan.solver.instance import Pins
+    from fitplan.solver.problem.instance import Pins
 
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if isinstance(knobs.get("lora_targets"), str):
@@ -112,7 +111,7 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
-    from fitplan.solver.instance import Instance, Workload
+    from fitplan.solver.problem.instance import Instance, Workload
 
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
@@ -127,8 +126,8 @@ def estimate(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2
              **knobs) -> "Estimate":
     """Per-GPU memory of one configuration: the knobs given, LLaMA-Factory's defaults for the
     rest (what `fitplan estimate` prints). Raises FitplanError when it cannot run at all."""
-    from fitplan.solver.estimate import estimate as _estimate
-    from fitplan.solver.instance import config_for_estimate
+    from fitplan.solver.memory.estimate import estimate as _estimate
+    from fitplan.solver.problem.instance import config_for_estimate
 
     instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                              mean_sample_len=mean_sample_len, **knobs)
@@ -142,7 +141,7 @@ def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 
     recommend` prints). Returns a Recommendation: `status`, `plan` (None when nothing fits),
     `estimate`, `tokens_per_s`, `runners_up`, `explanation`. `settings` is a
     `fitplan.SolverSettings` (headroom, host RAM per node, time limit, runners-up)."""
-    from fitplan.solver.recommend import recommend as _recommend
+    from fitplan.solver.planner.recommend import recommend as _recommend
 
     instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                              mean_sample_len=mean_sample_len, **knobs)
@@ -156,7 +155,7 @@ def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (20
     (`search=True`, as `recommend`) or the knobs given with defaults (`search=False`, as
     `estimate`), or the reason nothing fits. Names are resolved before the first row, so a typo
     fails at once. `jobs` > 1 answers rows in that many worker processes (same rows, same order)."""
-    from fitplan.solver.sweep import SweepRequest, run_sweep
+    from fitplan.solver.planner.sweep import SweepRequest, run_sweep
 
     request = SweepRequest(
         models=[_as_model(m) for m in models],

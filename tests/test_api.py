@@ -9,9 +9,9 @@ import pytest
 
 import fitplan
 from fitplan.cli.main import main
-from fitplan.solver.catalog import load_model, parse_gpu_set
-from fitplan.solver.estimate import estimate as solver_estimate
-from fitplan.solver.training_config import make_config
+from fitplan.solver.memory.estimate import estimate as solver_estimate
+from fitplan.solver.problem.config import make_config
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 
 def test_import_fitplan_loads_no_solver_and_no_torch():

@@ -4,7 +4,7 @@ max_memory_reserved whisker. Every number is an `Estimate` field; nothing is com
 
 from __future__ import annotations
 
-from .api_bridge import GIB, TERM_LABELS, Estimate
+from .api_bridge import GIB, Estimate, term_label
 from .svg import BUDGET_COLOUR, CAPACITY_COLOUR, Scale, Svg, nice_ticks, term_colour, tick_label
 
 WIDTH = 760
@@ -55,7 +55,7 @@ def _stack(svg: Svg, x: Scale, terms: list[tuple[str, int]]) -> None:
     start = 0
     svg.open_group(class_="stack")
     for name, nbytes in terms:
-        label = TERM_LABELS.get(name, name)
+        label = term_label(name)
         svg.rect(x(start), BAR_Y, x(start + nbytes) - x(start), BAR_HEIGHT, fill=term_colour(name),
                  stroke="#ffffff", stroke_width=0.5, class_="term", data_term=name,
                  data_gib=f"{nbytes / GIB:.2f}", title=f"{label} {gib_text(nbytes)}")
@@ -111,6 +111,6 @@ def _legend(svg: Svg, terms: list[tuple[str, int]], estimate: Estimate) -> None:
         col, row = k % LEGEND_COLUMNS, k // LEGEND_COLUMNS
         lx, ly = LEFT + col * column_px, LEGEND_Y + row * LEGEND_ROW_PX
         svg.rect(lx, ly - 10, 12, 12, fill=term_colour(name))
-        svg.text(lx + 17, ly, f"{TERM_LABELS.get(name, name)} {gib_text(nbytes)}", size=11, class_="legend-term")
+        svg.text(lx + 17, ly, f"{term_label(name)} {gib_text(nbytes)}", size=11, class_="legend-term")
     last = LEGEND_Y + (-(-len(terms) // LEGEND_COLUMNS)) * LEGEND_ROW_PX
     svg.text(LEFT, last, f"= tensors (allocated) {gib_text(estimate.tensor_peak_bytes)}", size=11, fill="#555555")

@@ -10,7 +10,7 @@ from .html import esc
 
 FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
 
-# One colour per memory term (solver/term_labels.py names), the Tableau 20 palette's order.
+# One colour per memory term (the Term values of solver/memory/terms.py), the Tableau 20 order.
 TERM_COLOURS = {
     "weights": "#4e79a7", "trainable_params": "#f28e2b", "gradients": "#e15759", "optimizer_states": "#76b7b2",
     "activations": "#59a14f", "logits_loss": "#edc948", "autocast_weight_copies": "#b07aa1",

@@ -32,9 +32,8 @@ def _argv_form(config: dict) -> list[str]:
 
 
 def validate_yaml(path: Path, hidden_size: int) -> None:
-    from omegaconf import OmegaConf
-
     import llamafactory.hparams.parser as lf_parser
+    from omegaconf import OmegaConf
 
     # pure_bf16 is refused on a device without bf16 (this CPU); the check is the device's, not the
     # file's (schemas.md A.4: monkeypatch to reach the rest of the rules).

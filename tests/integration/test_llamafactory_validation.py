@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from emit_grid import covering_grid, full_grid, optimizer_grid  # noqa: E402
-from fitplan.cli.emit_options import write_emit  # noqa: E402
-from fitplan.solver.llamafactory_config import _type_problem, read_yaml_mapping  # noqa: E402
+from paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
+from fitplan.cli.emit_options import write_emit  # noqa: E402
+from fitplan.solver.llamafactory.read_yaml import _type_problem, read_yaml_mapping  # noqa: E402
+
 LFVENV = REPO / ".lfvenv"
 VALIDATOR = Path(__file__).with_name("lf_validate.py")
 SHARED_LF_ARGS = REPO.parent / "shared" / "reference" / "llamafactory-0.9.5-train-args.json"

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import fitplan
-from fitplan.solver.term_labels import TERM_LABELS
+from fitplan.web.api_bridge import term_label
 from fitplan.web.memory_bar import memory_bar_svg
 from fitplan.web.plots import PlanPoint, curve_summary, pareto_front, runners_up_plot_svg, seq_len_plot_svg
 from fitplan.web.seq_len_sweep import GRANULARITY, seq_len_curves, seq_len_grid, setup_knobs
@@ -34,7 +34,7 @@ def test_the_bar_has_one_segment_per_term_in_the_cli_order_and_words(p4_plan):
     assert [t.get("data-term") for t in terms] == names
     values = [*est.breakdown_bytes.values(), *est.overhead_bytes.values()]
     assert [t.find(f"{SVG}title").text for t in terms] == [
-        f"{TERM_LABELS[n]} {v / 2**30:.2f} GiB" for n, v in zip(names, values)]
+        f"{term_label(n)} {v / 2**30:.2f} GiB" for n, v in zip(names, values)]
     assert "memory budget per GPU:" in svg and "7.06 GiB (5% headroom)" in svg
     assert f"= required {est.peak_bytes / 2**30:.2f} GiB" in svg and "FITS" in svg
 

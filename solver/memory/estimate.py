@@ -1,0 +1,113 @@
+"""Evaluate one fully specified configuration: per-GPU memory by term, where the peak happens,
+overheads, whether it fits. The recommender uses `required_bytes_by_moment` for its
+constraints, so both see the very same numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..problem.answers import Estimate, MomentBytes
+from ..problem.config import TrainConfig, check_runnable
+from ..specs.gpu import GpuSet
+from ..specs.model import ModelSpec
+from ..units import GIB
+from .overheads import allocator_reserve, overheads, variable_length_reserve_at
+from .params import frozen_params, trainable_params
+from .peak import host_ram_bytes, step_moments
+from .terms import Affine, Moment, Term
+
+
+@dataclass(frozen=True)
+class MomentMemory:
+    """One peak candidate's figures, each affine in the micro batch."""
+
+    moment: Moment
+    tensor: Affine  # what torch.cuda.max_memory_allocated() sees
+    required: Affine  # + steady allocator reserve, workspaces, CUDA context, NCCL: decides fits
+    max_reserved: Affine  # + reclaimable variable-length segments, - outside-allocator terms
+
+
+def memory_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, moments: list[Moment] | None = None,
+                     mean_length_fraction: float | None = None) -> list[MomentMemory]:
+    """Every peak candidate's tensor, required and max-reserved bytes (`config.micro_batch` is
+    ignored: each figure is affine in it).
+
+    Required = tensors + the allocator's steady reserve + workspaces + CUDA context and NCCL:
+    what the GPU must hold. The cached variable-length loss segments (solver/overhead.py) are
+    only in max_reserved, what `torch.cuda.max_memory_reserved()` reaches (the calibrated
+    figure, docs/accuracy.md): they are whole free segments, which PyTorch's caching allocator
+    releases (`release_cached_blocks`) and retries with before it raises an OOM, so they cannot
+    make a run fail.
+
+    `moments` replaces the step's peak candidates (a framework profile adds its own tensors,
+    calibration/framework_profiles.py); `mean_length_fraction` replaces the data's mean sample
+    length / seq_len for the variable-length segments."""
+    extra = overheads(model, gpus.gpu, config, mean_length_fraction)
+    rows = []
+    for moment in moments if moments is not None else step_moments(model, config, gpus.gpus_per_node):
+        tensor = moment.total()
+        held = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + extra.allocator_side()
+        blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
+        rows.append(MomentMemory(moment=moment, tensor=tensor, required=held + extra.outside_allocator(),
+                                 max_reserved=held + blocks))
+    return rows
+
+
+def required_bytes_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[tuple[Moment, Affine, Affine]]:
+    """(moment, tensor bytes, required bytes) per peak candidate: what the recommender
+    constrains, the same numbers `estimate` reports."""
+    return [(row.moment, row.tensor, row.required) for row in memory_by_moment(model, gpus, config)]
+
+
+def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
+    """Per-GPU memory of one configuration, and whether it fits."""
+    check_runnable(model, gpus, config)
+    mb = config.micro_batch
+    rows = memory_by_moment(model, gpus, config)
+    moments = [MomentBytes(name=r.moment.name, phase=r.moment.phase, tensor_bytes=r.tensor.at(mb),
+                           required_bytes=r.required.at(mb)) for r in rows]
+    peak = max(rows, key=lambda r: r.required.at(mb))  # max() keeps the earliest of tied moments
+    peak_moment, peak_tensor, peak_required = peak.moment, peak.tensor, peak.required
+    extra = overheads(model, gpus.gpu, config)
+    # Reserved (hard) = what must be held inside the caching allocator; the reclaimable
+    # variable-length segments come on top of it only in max_memory_reserved.
+    steady_reserve = allocator_reserve(peak_tensor, extra.allocator_reserve_fraction).at(mb)
+    overhead_bytes = {Term.allocator_reserve.value: steady_reserve, **{n.value: t.at(mb) for n, t in extra.terms.items()}}
+    reserved = peak_required.at(mb) - extra.outside_allocator().at(mb)
+    capacity = gpus.gpu.memory_bytes
+    # The cache grows only while the card has room: the allocator reserves at most what is free.
+    reservable = capacity - extra.outside_allocator().at(mb)
+    max_reserved = max(reserved, min(reservable, max(r.max_reserved.at(mb) for r in rows)))
+    notes = []
+    if max_reserved > reserved and not config.packing:
+        assumption = ("assuming unpacked samples average seq_len tokens (--mean-sample-len sets yours)"
+                      if config.mean_sample_len is None else f"with a mean sample length of {config.mean_sample_len}")
+        notes.append(f"max_memory_reserved can reach {max_reserved / GIB:.1f} GiB with variable sample lengths, "
+                     f"{assumption}; the allocator releases that cache before an OOM, so it does not decide fits")
+    if config.seq_len > model.max_position_embeddings:
+        notes.append(f"seq_len {config.seq_len} is beyond the model's {model.max_position_embeddings} "
+                     "positions: set rope_scaling")
+    if config.method.value == "qlora":
+        notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    return Estimate(
+        model=model.name,
+        gpus=gpus.label(),
+        gpu=gpus.gpu.name,
+        config=config,
+        total_params=model.total_params(),
+        trainable_params=trainable_params(model, config),
+        frozen_params=frozen_params(model, config),
+        capacity_bytes=capacity,
+        tensor_peak_bytes=peak_tensor.at(mb),
+        reserved_peak_bytes=reserved,
+        max_reserved_bytes=max_reserved,
+        peak_bytes=peak_required.at(mb),
+        peak_moment=peak_moment.name,
+        peak_phase=peak_moment.phase,
+        breakdown_bytes={k: v for k, v in peak_moment.bytes_at(mb).items() if v},
+        overhead_bytes=overhead_bytes,
+        moments=moments,
+        host_ram_bytes=host_ram_bytes(model, config, gpus.gpus_per_node),
+        fits=peak_required.at(mb) <= capacity,
+        notes=notes,
+    )

@@ -1,0 +1,186 @@
+"""The tables CP-SAT chooses from: every knob combination of the search space with its speed
+per batch split (speed/step_time.py) and its memory per peak moment (memory/estimate.py, the
+same function `estimate` uses), and the quality order that breaks near-ties.
+
+Combinations are visited fastest-first. One whose best conceivable speed (memory ignored) is
+below the tie-break band of the K-th fastest combination already known to fit cannot be chosen
+or listed, so its memory is not evaluated: a bound, not a heuristic (the property test checks
+the result against the whole space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..memory.estimate import required_bytes_by_moment
+from ..memory.peak import host_ram_bytes
+from ..memory.states import optimizer_state_bytes_each
+from ..memory.terms import Affine
+from ..problem.config import TrainConfig
+from ..problem.instance import Instance
+from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Method, Offload, Optimizer, Precision
+from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
+from ..specs.gpu import GpuSet
+from ..specs.model import ModelSpec
+from ..speed.step_time import step_time
+from .cpsat_model import KnobTable, SplitOption, speed_floor
+from .search_space import BatchSplit, Knobs, SearchSpace, search_space
+
+SPEED_SCALE = 1000  # speed_units = tokens/s x 1000, rounded down: integers for CP-SAT
+
+
+# ---- the quality order -------------------------------------------------------------------------
+
+_METHOD_QUALITY = {Method.full: 3, Method.lora: 2, Method.qlora: 2, Method.freeze: 1}
+
+
+def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
+    """Larger is better: 16-bit over 8 over 4, full over LoRA over freeze, larger rank, AMP over
+    pure_bf16, 32-bit AdamW over the rest, then the simpler setup (no CPU offload, the lower ZeRO
+    stage: fewer moving parts for the same speed), more headroom, then faster; the last two
+    entries only make the order total (earlier combination in the search order, smaller micro
+    batch)."""
+    rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
+    return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
+            knobs.optim == Optimizer.adamw, knobs.offload == Offload.none, -knobs.zero_stage,
+            headroom_bytes, speed_units, -order, -split.micro_batch)
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+@dataclass
+class Candidates:
+    """What the solver sees for one query, and what the explanation needs."""
+
+    space: SearchSpace
+    tables: list[KnobTable]
+    order: dict[Knobs, int]  # position of each combination in the search order
+    budget_bytes: int
+    host_ram_limit_bytes: int
+
+
+def speed_units(tokens_per_s: float) -> int:
+    return int(tokens_per_s * SPEED_SCALE)
+
+
+def required_bytes(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Affine, ...]:
+    """Required bytes per GPU at each peak moment, affine in the micro batch (memory/estimate.py)."""
+    return tuple(required for _, _, required in required_bytes_by_moment(model, gpus, config))
+
+
+def fits(required: tuple[Affine, ...], micro_batch: int, budget: int) -> bool:
+    return all(term.at(micro_batch) <= budget for term in required)
+
+
+def build_candidates(instance: Instance, settings: SolverSettings, *, prune: bool = True) -> Candidates:
+    """Knob tables for the solver, fastest combinations first, memory evaluated while it can
+    still matter (see module docstring)."""
+    model = instance.model
+    gpus = instance.gpus
+    space = search_space(instance)
+    budget = memory_budget_bytes(gpus, settings.headroom_fraction)
+    host_limit = host_ram_limit_bytes(gpus, settings)
+    combos = space.knob_combinations()
+    order = {knobs: i for i, knobs in enumerate(combos)}
+    # Tokens/s never falls as the micro batch grows at a fixed GPU count and global batch (per
+    # micro-step costs are either per token or amortised over more tokens; solver/speed.py), so
+    # the largest micro batch's speed bounds the combination's.
+    largest: dict[int, BatchSplit] = {}
+    for split in space.splits:
+        if split.n_gpus not in largest or split.micro_batch > largest[split.n_gpus].micro_batch:
+            largest[split.n_gpus] = split
+    speeds: list[tuple[int, Knobs]] = []
+    for knobs in combos:
+        split = largest.get(knobs.n_gpus)
+        if split is not None:
+            speeds.append((speed_units(step_time(model, gpus, space.config(knobs, split)).tokens_per_s), knobs))
+    speeds.sort(key=lambda item: (-item[0], order[item[1]]))
+
+    memory: dict[tuple[Knobs, bool], tuple[tuple[Affine, ...], int]] = {}
+
+    def memory_of(knobs: Knobs, accumulating: bool, config: TrainConfig) -> tuple[tuple[Affine, ...], int]:
+        # required_bytes_by_moment reads grad_accum only as "accumulating or not"
+        # (memory_peak._gradients_during_forward): one evaluation per group.
+        key = (knobs, accumulating)
+        if key not in memory:
+            memory[key] = (required_bytes(model, gpus, config), host_ram_bytes(model, config, gpus.gpus_per_node))
+        return memory[key]
+
+    def groups(knobs: Knobs) -> list[tuple[bool, list[BatchSplit]]]:
+        splits = space.splits_for(knobs.n_gpus)
+        return [(acc, [s for s in splits if (s.grad_accum > 1) == acc]) for acc in (False, True)
+                if any((s.grad_accum > 1) == acc for s in splits)]
+
+    def can_fit(knobs: Knobs) -> bool:
+        """Whether any split of this combination fits (smallest micro batch of each group)."""
+        for accumulating, splits in groups(knobs):
+            smallest = min(splits, key=lambda s: s.micro_batch)
+            required, host = memory_of(knobs, accumulating, space.config(knobs, smallest))
+            if host <= host_limit and fits(required, smallest.micro_batch, budget):
+                return True
+        return False
+
+    lean_optims = leanest_optimizers(space, model)  # leanest first
+    tables: list[KnobTable] = []
+    fitting_speeds: list[int] = []  # best fitting speed of each combination seen, descending
+    for upper_bound, knobs in speeds:
+        if prune and len(fitting_speeds) >= settings.top_k:
+            if upper_bound < speed_floor(fitting_speeds[settings.top_k - 1], settings.quality_tolerance):
+                break
+        # Memory grows with the LoRA rank and the optimizer's state bytes (see questions.frugal_space): when the
+        # leanest sibling cannot fit, this combination cannot either and needs no table.
+        siblings = [replace(knobs, lora_rank=space.lora_ranks[0], optim=o) for o in lean_optims]
+        lean = next((sibling for sibling in siblings if sibling in order), knobs)
+        if prune and lean != knobs and not can_fit(lean):
+            continue
+        best_fitting = None
+        for accumulating, splits in groups(knobs):
+            group = []
+            for split in splits:
+                config = space.config(knobs, split)
+                group.append((split, config, speed_units(step_time(model, gpus, config).tokens_per_s)))
+            required, host = memory_of(knobs, accumulating, group[0][1])
+            tables.append(KnobTable(knobs=knobs, required=required, host_ram_bytes=host,
+                                    options=tuple(SplitOption(split, units) for split, _, units in group)))
+            if host <= host_limit:
+                for split, _, units in group:
+                    if fits(required, split.micro_batch, budget):
+                        best_fitting = max(best_fitting or 0, units)
+        if best_fitting is not None:
+            fitting_speeds.append(best_fitting)
+            fitting_speeds.sort(reverse=True)
+    return Candidates(space=space, tables=_with_quality_ranks(tables, order, budget), order=order,
+                      budget_bytes=budget, host_ram_limit_bytes=host_limit)
+
+
+def _with_quality_ranks(tables: list[KnobTable], order: dict[Knobs, int], budget: int) -> list[KnobTable]:
+    keyed = []
+    for k, table in enumerate(tables):
+        for j, option in enumerate(table.options):
+            headroom = budget - max(term.at(option.split.micro_batch) for term in table.required)
+            keyed.append((quality_key(table.knobs, option.split, headroom, option.speed_units, order[table.knobs]), k, j))
+    keyed.sort()
+    rank = {(k, j): position + 1 for position, (_, k, j) in enumerate(keyed)}
+    return [KnobTable(knobs=t.knobs, required=t.required, host_ram_bytes=t.host_ram_bytes,
+                      options=tuple(SplitOption(o.split, o.speed_units, rank[(k, j)]) for j, o in enumerate(t.options)))
+            for k, t in enumerate(tables)]
+
+
+def leanest_optimizers(space: SearchSpace, model: ModelSpec) -> tuple:
+    """The candidate optimizer with the fewest state bytes per parameter (memory/states.py), and the
+    leanest one DeepSpeed can offload: bitsandbytes' 8-bit optimizers cannot run under CPU offload
+    (TrainConfig rejects them there), so the offloading plans need their own leanest optimizer."""
+    combos = space.knob_combinations()
+    if len(space.optims) == 1 or not combos:
+        return space.optims[:1]
+    probe = space.config(combos[0], space.splits_for(combos[0].n_gpus)[0])
+
+    def leanest(optims):
+        return min(optims, key=lambda o: (optimizer_state_bytes_each(model, probe.model_copy(update={"optim": o})),
+                                          space.optims.index(o)))
+
+    offloadable = [o for o in space.optims if o not in BITSANDBYTES_OPTIMIZERS]
+    chosen = [leanest(space.optims)]
+    if offloadable and leanest(offloadable) not in chosen:
+        chosen.append(leanest(offloadable))
+    return tuple(chosen)  # leanest first

@@ -1,0 +1,34 @@
+"""Public API of the recommender: the fastest configuration that fits, its runners-up, or why
+nothing fits.
+
+How a query runs (docs/architecture.md draws it):
+1. `search_space` lists each knob's candidate values (pins, hardware rules) and the batch splits.
+2. `candidates` tabulates every knob combination's speed per split (speed/step_time.py) and its
+   memory per peak moment (memory/estimate.py, the same function `estimate` uses), fastest
+   first, skipping what provably cannot be chosen.
+3. CP-SAT (`cpsat_model`, run by `solve`) picks the plan: memory and host RAM constraints,
+   fastest first, then the best quality within the tolerance (16-bit over 8 over 4, full over
+   LoRA, larger rank, AMP over pure_bf16, 32-bit AdamW over 8-bit, more headroom); the plan is
+   re-evaluated by `estimate`, exactly as `fitplan estimate` would.
+4. When nothing fits, `explain` names the binding constraint and the smallest changes that fit
+   (`questions`: longest sequence, fewest GPUs, a pin dropped).
+"""
+
+from __future__ import annotations
+
+from ..problem.answers import Recommendation
+from ..problem.instance import Instance
+from ..problem.settings import SolverSettings
+from .explain import explain
+from .solve import answer_with_candidates
+
+
+def recommend(instance: Instance, settings: SolverSettings | None = None, *,
+              explain_failure: bool = True) -> Recommendation:
+    """The fastest configuration of `instance` that fits (with runners-up), or why none does
+    (`explain_failure=False` skips the explanation, for questions that only ask whether)."""
+    settings = settings or SolverSettings()
+    answer, candidates = answer_with_candidates(instance, settings)
+    if answer.plan is None and explain_failure:
+        return answer.model_copy(update={"explanation": explain(instance, settings, candidates)})
+    return answer

@@ -1,0 +1,198 @@
+"""What comes back: the answer types of `estimate`, `recommend`, its explanation and `sweep`,
+each with its stable JSON object (`--json`; GiB = 2^30 bytes). Built by memory/ and planner/,
+read by the CLI, the API and the page."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..units import to_gib
+from .config import TrainConfig
+
+
+def plan_knobs(config: TrainConfig) -> dict:
+    """A plan's decided knobs as JSON values: the `plan` of `recommend --json` and the knob
+    columns of a sweep row (lora_rank is null when the plan has no adapters)."""
+    return {"method": config.method.value, "bits": config.bits,
+            "lora_rank": config.lora_rank if config.uses_lora else None,
+            "micro_batch": config.micro_batch, "grad_accum": config.grad_accum, "grad_ckpt": config.grad_ckpt,
+            "attn": config.attn.value, "zero_stage": config.zero_stage, "offload": config.offload.value,
+            "optim": config.optim.value, "precision": config.precision.value, "n_gpus": config.n_gpus}
+
+
+class MomentBytes(BaseModel):
+    name: str
+    phase: str
+    tensor_bytes: int
+    required_bytes: int
+
+
+class Estimate(BaseModel):
+    """The memory picture of one configuration on one GPU of the set (all GPUs are alike)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpus: str
+    gpu: str
+    config: TrainConfig
+    total_params: int
+    trainable_params: int
+    frozen_params: int
+    capacity_bytes: int
+    tensor_peak_bytes: int  # what torch.cuda.max_memory_allocated() would report
+    reserved_peak_bytes: int  # + the allocator's steady reserve and workspaces: what it must hold
+    max_reserved_bytes: int  # + reclaimable variable-length segments: max_memory_reserved
+    peak_bytes: int  # + CUDA context and workspaces: what the GPU must hold
+    peak_moment: str
+    peak_phase: str
+    breakdown_bytes: dict[str, int]  # tensor terms at the peak moment
+    overhead_bytes: dict[str, int]
+    moments: list[MomentBytes]
+    host_ram_bytes: int
+    fits: bool
+    notes: list[str]
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.capacity_bytes - self.peak_bytes
+
+    def to_json_dict(self) -> dict:
+        """The stable `--json` object (GiB = 2^30 bytes)."""
+        return {
+            "model": self.model,
+            "gpus": self.gpus,
+            "config": self.config.model_dump(mode="json"),
+            "fits": self.fits,
+            "peak_gib_per_gpu": to_gib(self.peak_bytes),
+            "reserved_gib_per_gpu": to_gib(self.reserved_peak_bytes),
+            "max_reserved_gib_per_gpu": to_gib(self.max_reserved_bytes),
+            "tensor_peak_gib_per_gpu": to_gib(self.tensor_peak_bytes),
+            "capacity_gib": to_gib(self.capacity_bytes),
+            "headroom_gib": to_gib(self.headroom_bytes),
+            "peak_moment": self.peak_moment,
+            "peak_phase": self.peak_phase,
+            "breakdown_gib": {k: to_gib(v) for k, v in self.breakdown_bytes.items()},
+            "overhead_gib": {k: to_gib(v) for k, v in self.overhead_bytes.items()},
+            "moments": [m.model_dump() for m in self.moments],
+            "host_ram_gib": to_gib(self.host_ram_bytes),
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "notes": self.notes,
+        }
+
+
+class Explanation(BaseModel):
+    """Why nothing fits, and what would."""
+
+    model_config = ConfigDict(frozen=True)
+
+    binding: str  # the constraint that binds, with numbers
+    closest_plan: TrainConfig | None = None
+    closest_required_bytes: int | None = None
+    max_seq_len: int | None = None  # longest sequence at which something fits (same GPUs, pins)
+    min_gpus: int | None = None  # fewest GPUs of this kind on which something fits (pins but --n-gpus)
+    suggestions: list[str] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict:
+        return {
+            "binding": self.binding,
+            "closest_plan": self.closest_plan.model_dump(mode="json") if self.closest_plan else None,
+            "closest_required_gib": to_gib(self.closest_required_bytes) if self.closest_required_bytes else None,
+            "max_seq_len": self.max_seq_len,
+            "min_gpus": self.min_gpus,
+            "suggestions": self.suggestions,
+        }
+
+
+class RunnerUp(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    plan: TrainConfig
+    tokens_per_s: float
+    step_time_s: float
+    peak_bytes: int
+
+
+class Recommendation(BaseModel):
+    """What `recommend` answers. `plan` is None when nothing fits; `explanation` then says why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["optimal", "feasible", "infeasible"]
+    plan: TrainConfig | None = None
+    estimate: Estimate | None = None
+    tokens_per_s: float | None = None
+    step_time_s: float | None = None
+    step_time_breakdown_s: dict[str, float] = Field(default_factory=dict)
+    global_batch: int | None = None
+    runners_up: list[RunnerUp] = Field(default_factory=list)
+    explanation: Explanation | None = None
+    headroom_fraction: float
+    memory_budget_bytes: int
+    host_ram_limit_bytes: int
+
+    def time_to_train_s(self, tokens: int) -> float | None:
+        """Seconds to train on `tokens` tokens at the plan's speed."""
+        return tokens / self.tokens_per_s if self.tokens_per_s else None
+
+    def to_json_dict(self) -> dict:
+        """The stable `recommend --json` object."""
+        plan = None
+        if self.plan is not None:
+            plan = {**plan_knobs(self.plan), "seq_len": self.plan.seq_len, "global_batch": self.plan.global_batch}
+        return {
+            "status": self.status,
+            "plan": plan,
+            "estimate": self.estimate.to_json_dict() if self.estimate else None,
+            "tokens_per_s": round(self.tokens_per_s, 1) if self.tokens_per_s is not None else None,
+            "step_time_s": round(self.step_time_s, 4) if self.step_time_s is not None else None,
+            "step_time_breakdown_s": {k: round(v, 4) for k, v in self.step_time_breakdown_s.items()},
+            "headroom_fraction": self.headroom_fraction,
+            "memory_budget_gib": to_gib(self.memory_budget_bytes),
+            "host_ram_limit_gib": to_gib(self.host_ram_limit_bytes),
+            "runners_up": [{"plan": r.plan.model_dump(mode="json"), "tokens_per_s": round(r.tokens_per_s, 1),
+                            "step_time_s": round(r.step_time_s, 4), "peak_gib": to_gib(r.peak_bytes)}
+                           for r in self.runners_up],
+            "explanation": self.explanation.to_json_dict() if self.explanation else None,
+        }
+
+
+class SweepRow(BaseModel):
+    """One combination's answer. Knob columns are empty when nothing fits.
+
+    status: recommend's `optimal` / `feasible` / `infeasible`, or for `search=False` `fits` /
+    `oom`; `invalid` when the pins cannot run on that hardware at all (bf16 on a P4, ...).
+    `fits` is the one column to filter on in every mode."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpus: str
+    seq_len: int
+    status: str
+    fits: bool
+    method: str | None = None
+    bits: int | None = None
+    lora_rank: int | None = None
+    micro_batch: int | None = None
+    grad_accum: int | None = None
+    global_batch: int | None = None
+    grad_ckpt: bool | None = None
+    attn: str | None = None
+    zero_stage: int | None = None
+    offload: str | None = None
+    optim: str | None = None
+    precision: str | None = None
+    n_gpus: int | None = None
+    peak_gib: float | None = None  # required per GPU incl. CUDA context and allocator reserve, GiB = 2^30 B
+    capacity_gib: float | None = None
+    host_ram_gib: float | None = None  # per node, for CPU offload
+    tokens_per_s: float | None = None
+    step_time_s: float | None = None
+    reason: str = ""
+
+
+COLUMNS = list(SweepRow.model_fields)

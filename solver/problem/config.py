@@ -1,0 +1,158 @@
+"""One fully specified fine-tuning configuration (`TrainConfig`): every knob `estimate`
+evaluates and `recommend` decides, validated by the rules of problem/rules.py, and the words
+that describe it in every report."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import InvalidConfigurationError, validation_message
+from ..specs.gpu import GpuSet
+from ..specs.model import ModelSpec
+from . import rules
+from .knobs import (
+    LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+    LLAMAFACTORY_DEFAULT_LORA_RANK,
+    Attention,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+)
+
+
+class TrainConfig(BaseModel):
+    """The knobs of one run, per GPU. `lora_targets=["all"]` means every linear module of the
+    decoder layers (LLaMA-Factory `lora_target: all`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Method = Method.lora
+    bits: int = 16
+    lora_rank: int = Field(default=LLAMAFACTORY_DEFAULT_LORA_RANK, ge=1)
+    lora_targets: tuple[str, ...] = ("all",)
+    freeze_layers: int = Field(default=LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, ge=1)
+    seq_len: int = Field(default=2048, ge=1)
+    micro_batch: int = Field(default=1, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    grad_ckpt: bool = True
+    attn: Attention = Attention.sdpa
+    zero_stage: int = Field(default=0, ge=0, le=3)
+    offload: Offload = Offload.none
+    optim: Optimizer = Optimizer.adamw
+    precision: Precision = Precision.bf16
+    n_gpus: int = Field(default=1, ge=1)  # GPUs used, all data-parallel
+    # The data's shape, which decides the caching allocator's variable-length reserve
+    # (memory/overheads.py): packed samples are all seq_len long; otherwise the mean sample length
+    # (None = unknown, taken as seq_len: the conservative end).
+    packing: bool = False
+    mean_sample_len: int | None = Field(default=None, ge=1)
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        problem = rules.bits_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        problems = rules.combination_problems(method=self.method, bits=self.bits, zero_stage=self.zero_stage,
+                                              offload=self.offload, optim=self.optim, precision=self.precision)
+        shape = rules.data_shape_problem(self.seq_len, self.mean_sample_len)
+        if shape:
+            problems.append(shape)
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method in (Method.lora, Method.qlora)
+
+    @property
+    def mean_length_fraction(self) -> float:
+        """Mean tokens per sample / seq_len: 1 for packed data or when the mean is unknown."""
+        if self.packing or self.mean_sample_len is None:
+            return 1.0
+        return self.mean_sample_len / self.seq_len
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.grad_accum * self.n_gpus
+
+
+def make_config(**knobs) -> TrainConfig:
+    """A TrainConfig, with pydantic's errors turned into one line a user can act on."""
+    try:
+        return TrainConfig(**knobs)
+    except ValidationError as exc:
+        raise InvalidConfigurationError(validation_message(exc)) from None
+
+
+def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]:
+    """Every reason this configuration cannot run on these GPUs with this model (problem/rules.py),
+    as lines a user can act on."""
+    problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn, bits=config.bits,
+                                       n_gpus=config.n_gpus)
+    if config.uses_lora:
+        problems += rules.model_problems(model, method=config.method, lora_rank=config.lora_rank,
+                                         lora_targets=config.lora_targets)
+    if config.method == Method.freeze:
+        problems += rules.model_problems(model, method=config.method, freeze_layers=config.freeze_layers)
+    return problems
+
+
+def check_runnable(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> None:
+    """Raise the first reason the configuration cannot run at all (not about memory)."""
+    problems = violations(model, gpus, config)
+    if problems:
+        raise InvalidConfigurationError(problems[0])
+
+
+# ---- the words for a configuration (every report uses these) -------------------------------------
+
+
+def _gpu_count(n_gpus: int) -> str:
+    return f"{n_gpus} GPU{'s' if n_gpus > 1 else ''}"
+
+
+def describe_config(config: TrainConfig) -> str:
+    """Every knob, as `estimate` and `check` print a configuration's first line."""
+    c = config
+    method = c.method.value
+    if c.uses_lora:
+        method += f" r{c.lora_rank}"
+    if c.bits != 16:
+        method += f" {c.bits}-bit"
+    parts = [method, f"seq {c.seq_len}", f"micro-batch {c.micro_batch}", f"accum {c.grad_accum}",
+             "ckpt" if c.grad_ckpt else "no ckpt", c.attn.value, c.precision.value, c.optim.value,
+             f"ZeRO-{c.zero_stage}" if c.zero_stage else "no ZeRO"]
+    if c.offload != Offload.none:
+        parts.append(f"offload {c.offload.value}")
+    parts.append(_gpu_count(c.n_gpus))
+    return ", ".join(parts)
+
+
+def describe_plan(config: TrainConfig) -> str:
+    """The knobs a plan decides, short, as explanations and suggestions name a plan."""
+    method = config.method.value
+    if config.bits != 16:
+        method = f"{config.bits}-bit {method}"
+    if config.uses_lora:
+        method += f" r{config.lora_rank}"
+    parts = [method, f"micro batch {config.micro_batch}", "ckpt" if config.grad_ckpt else "no ckpt",
+             config.precision.value, config.optim.value]
+    if config.zero_stage:
+        parts.append(f"ZeRO-{config.zero_stage}")
+    if config.offload != Offload.none:
+        parts.append(f"offload {config.offload.value}")
+    parts.append(_gpu_count(config.n_gpus))
+    return ", ".join(parts)
+
+
+def describe_launch(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> str:
+    """One line for the head of an emitted launch script."""
+    return (f"{model.name} on {gpus.label()}, {config.method.value}, micro-batch {config.micro_batch} x accum "
+            f"{config.grad_accum} x {config.n_gpus} GPU(s), seq {config.seq_len}")

@@ -1,0 +1,47 @@
+"""The knobs of a fine-tuning run and their values: the vocabulary `estimate` evaluates and
+`recommend` decides. Names and defaults follow LLaMA-Factory 0.9.5 (shared/reference/schemas.md)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Method(str, Enum):
+    full = "full"
+    freeze = "freeze"  # LLaMA-Factory finetuning_type=freeze: the last `freeze_layers` layers train
+    lora = "lora"
+    qlora = "qlora"  # LoRA on a bitsandbytes-quantized base (quantization_bit 4 or 8)
+
+
+class Attention(str, Enum):
+    eager = "eager"  # LLaMA-Factory flash_attn: disabled
+    sdpa = "sdpa"
+    fa2 = "fa2"
+
+
+class Offload(str, Enum):
+    none = "none"
+    optimizer = "optimizer"  # DeepSpeed offload_optimizer (ZeRO 1-3)
+    all = "all"  # offload_optimizer + offload_param (ZeRO 3 only)
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"  # torch AdamW (HF adamw_torch_fused / adamw_torch)
+    adamw_8bit = "adamw_8bit"  # bitsandbytes 8-bit AdamW
+    paged_adamw_8bit = "paged_adamw_8bit"
+    adafactor = "adafactor"
+    sgd = "sgd"
+
+
+class Precision(str, Enum):
+    bf16 = "bf16"  # AMP: fp32 trainable params, bf16 autocast
+    fp16 = "fp16"  # AMP with loss scaling: fp32 trainable params, fp16 autocast
+    fp32 = "fp32"
+    pure_bf16 = "pure_bf16"  # LLaMA-Factory pure_bf16: bf16 params and optimizer states, no AMP
+
+
+BITS = (16, 8, 4)  # base weight bits: 16-bit, bitsandbytes LLM.int8, NF4
+BITSANDBYTES_OPTIMIZERS = (Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit)
+
+LLAMAFACTORY_DEFAULT_LORA_RANK = 8  # FinetuningArguments.lora_rank
+LLAMAFACTORY_DEFAULT_FREEZE_LAYERS = 2  # FinetuningArguments.freeze_trainable_layers

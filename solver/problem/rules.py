@@ -1,0 +1,119 @@
+"""Which configurations can run at all: hardware limits and the combinations LLaMA-Factory and
+DeepSpeed reject. Each rule is written once, here, and returns the line a user can act on; the
+configuration's own validation (`TrainConfig`), the recommender's pins and search space, and
+the emitters all ask these functions.
+
+Sources: shared/reference/gpus.md (bf16 and FlashAttention-2 need compute capability >= 8.0,
+FA2 README; P4/P40/V100/T4 have no bf16 although torch reports it by emulation);
+shared/reference/schemas.md A.2 (LLaMA-Factory parser rejections: quantization only with LoRA,
+"Only 4-bit quantized model can use fsdp+qlora", `pure_bf16` is incompatible with ZeRO-3);
+DeepSpeed 0.19.8 (`offload_param` is a ZeRO-3 feature; CPU offload steps the optimizer with its
+own CPU Adam, so bitsandbytes' GPU optimizers cannot run there).
+"""
+
+from __future__ import annotations
+
+from ..specs.gpu import GpuSet
+from ..specs.model import ModelSpec
+from .knobs import BITS, BITSANDBYTES_OPTIMIZERS, Attention, Method, Offload, Optimizer, Precision
+
+# ---- knob combinations (LLaMA-Factory's and DeepSpeed's rejections) ---------------------------
+
+
+def bits_problem(bits: int) -> str | None:
+    return None if bits in BITS else "bits must be 16, 8 or 4"
+
+
+def combination_problems(*, method: Method, bits: int, zero_stage: int, offload: Offload, optim: Optimizer,
+                         precision: Precision) -> list[str]:
+    """Every reason LLaMA-Factory or DeepSpeed refuses this combination of knobs, whatever the
+    hardware and the model."""
+    problems = []
+    if method == Method.qlora and bits == 16:
+        problems.append("qlora needs a quantized base: --bits 4 or 8")
+    if method in (Method.full, Method.freeze, Method.lora) and bits != 16:
+        if method == Method.lora:
+            problems.append("a quantized base (--bits 4/8) is --method qlora")
+        else:
+            problems.append("Quantization is only compatible with the LoRA or OFT method (LLaMA-Factory); "
+                            "use --method qlora or --bits 16")
+    if offload == Offload.optimizer and zero_stage == 0:
+        problems.append("optimizer offload needs DeepSpeed ZeRO 1, 2 or 3 (--zero)")
+    if offload != Offload.none and optim in BITSANDBYTES_OPTIMIZERS:
+        problems.append("bitsandbytes 8-bit optimizers run on the GPU; DeepSpeed CPU offload uses its own CPU "
+                        "Adam: use --optim adamw with --offload, or --offload none")
+    if method == Method.qlora and bits == 8 and zero_stage == 3:
+        problems.append("Only 4-bit quantized model can use fsdp+qlora (LLaMA-Factory): use --bits 4 or --zero 2")
+    if offload == Offload.all and zero_stage != 3:
+        problems.append("parameter offload (--offload all) needs ZeRO-3 (--zero 3)")
+    if precision == Precision.pure_bf16 and zero_stage == 3:
+        problems.append("`pure_bf16` is incompatible with DeepSpeed ZeRO-3 (LLaMA-Factory)")
+    return problems
+
+
+def data_shape_problem(seq_len: int, mean_sample_len: int | None) -> str | None:
+    if mean_sample_len is not None and mean_sample_len > seq_len:
+        return f"mean_sample_len {mean_sample_len} exceeds seq_len {seq_len}"
+    return None
+
+
+# ---- hardware ----------------------------------------------------------------------------------
+
+
+def precision_allowed(gpus: GpuSet, precision: Precision) -> bool:
+    if precision in (Precision.bf16, Precision.pure_bf16):
+        return gpus.gpu.bf16_hardware
+    return True
+
+
+def attention_allowed(gpus: GpuSet, attn: Attention) -> bool:
+    return gpus.gpu.flash_attention_2 if attn == Attention.fa2 else True
+
+
+def bits_allowed(gpus: GpuSet, bits: int) -> bool:
+    return gpus.gpu.bitsandbytes_4bit if bits == 4 else True
+
+
+def default_precision(gpus: GpuSet) -> Precision:
+    """bf16 where the hardware has it, else fp16 mixed precision."""
+    return Precision.bf16 if gpus.gpu.bf16_hardware else Precision.fp16
+
+
+def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn: Attention | None = None,
+                      bits: int | None = None, n_gpus: int | None = None) -> list[str]:
+    """Every reason these knob values (None = not asked) cannot run on this GPU set."""
+    gpu = gpus.gpu
+    problems = []
+    if precision is not None and not precision_allowed(gpus, precision):
+        problems.append(
+            f"{gpu.name} has no bf16 hardware (compute capability {gpu.compute_capability} < 8.0; torch only "
+            "emulates it): use --precision fp16"
+        )
+    if attn is not None and not attention_allowed(gpus, attn):
+        problems.append(
+            f"FlashAttention-2 needs compute capability >= 8.0 and {gpu.name} has {gpu.compute_capability}: "
+            "use --attn sdpa"
+        )
+    if bits is not None and not bits_allowed(gpus, bits):
+        problems.append(f"bitsandbytes 4-bit does not run on {gpu.name}: use --bits 8 or 16")
+    if n_gpus is not None and n_gpus > gpus.total_gpus:
+        problems.append(f"--n-gpus {n_gpus} is more than the {gpus.total_gpus} GPUs in {gpus.label()}")
+    return problems
+
+
+# ---- the model -----------------------------------------------------------------------------------
+
+
+def model_problems(model: ModelSpec, *, method: Method | None = None, lora_rank: int | None = None,
+                   lora_targets: tuple[str, ...] | None = None, freeze_layers: int | None = None) -> list[str]:
+    """Every reason these knob values (None = not asked) do not fit the model's architecture."""
+    uses_lora = method in (Method.lora, Method.qlora) or method is None
+    problems = []
+    if uses_lora and lora_rank is not None and lora_rank > model.hidden_size:
+        problems.append(f"LoRA rank {lora_rank} exceeds the hidden size {model.hidden_size} of {model.name}")
+    if uses_lora and lora_targets is not None and not model.modules_matching(lora_targets):
+        names = ", ".join(model.linear_module_names())
+        problems.append(f"no LoRA target of {model.name} matches {','.join(lora_targets)}: choose from all, {names}")
+    if method == Method.freeze and freeze_layers is not None and freeze_layers > model.num_layers:
+        problems.append(f"--freeze-layers {freeze_layers} exceeds the {model.num_layers} layers of {model.name}")
+    return problems

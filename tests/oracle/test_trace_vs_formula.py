@@ -1,0 +1,114 @@
+"""The memory formula held to the trace oracle: for every architecture family, method,
+checkpointing and attention choice, the formula's tensor peak must be within 1 % of the traced
+peak of the real Hugging Face training step, and the formula's moment for the place the trace
+peaked must agree term by term within 3 % (terms under 1 MiB within 192 KiB)."""
+
+import itertools
+import warnings
+
+import pytest
+
+pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra: pip install 'fitplan[trace]'")
+pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
+pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
+
+from fitplan.solver.memory.estimate import estimate  # noqa: E402
+from fitplan.solver.memory.peak import step_moments  # noqa: E402
+from fitplan.solver.oracle.small_models import SMALL_MODELS  # noqa: E402
+from fitplan.solver.oracle.step import trace_training_step  # noqa: E402
+from fitplan.solver.problem.config import TrainConfig  # noqa: E402
+from fitplan.solver.specs.catalog import load_model, parse_gpu_set  # noqa: E402
+
+pytestmark = pytest.mark.trace
+
+GPUS = parse_gpu_set("1xA100-80G")
+MIB = 2**20
+PEAK_TOLERANCE = 0.01
+TERM_TOLERANCE = 0.03
+SMALL_TERM_ABS_BYTES = 192 * 1024
+
+# Known, documented gaps (see the issue-3 report); the formula errs on the safe side in each.
+KNOWN_GAPS = {
+    # Phi-3 eager, micro batch > 1, MHA: v is a view of the fused qkv output at batch 1 (the whole
+    # fused storage stays) but a copy above; the formula keeps the batch-1 (larger) figure so
+    # the bytes stay affine in the micro batch.
+    ("phi3", "full", False, "eager", 256, 2), ("phi3", "freeze", False, "eager", 256, 2),
+    ("phi3", "lora", False, "eager", 256, 2),
+    # Eager softmax-backward working set of a frozen layer 0 (freeze + checkpointing): fitted
+    # within 4-6 % of the trace (peak within 0.3 %).
+    ("mistral", "freeze", True, "eager", 128, 1), ("phi3", "freeze", True, "eager", 128, 1),
+}
+
+
+def _matching_moment(trace, model, config):
+    """The formula moment for the place the trace peaked (nearest total among candidates)."""
+    moments = {m.name: m for m in step_moments(model, config)}
+    mb = config.micro_batch
+    if trace.peak_phase == "optimizer":
+        names = ["optimizer"]
+    elif trace.peak_phase == "forward":
+        names = ["forward_end"]
+    elif trace.peak_layer == "head":
+        names = ["loss"]
+    else:
+        names = [n for n in ("backward_first_layer", "backward_last_layer", "backward", "backward_end") if n in moments]
+    best = min(names, key=lambda n: abs(moments[n].total().at(mb) - trace.traced_peak_bytes))
+    return best, moments[best].bytes_at(mb)
+
+
+def assert_formula_matches_trace(model, config):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trace = trace_training_step(model, config)
+    formula = estimate(model, GPUS, config)
+    error = formula.tensor_peak_bytes / trace.traced_peak_bytes - 1
+    where = f"trace peak {trace.peak_phase}/{trace.peak_layer} ({trace.peak_op})"
+    assert abs(error) <= PEAK_TOLERANCE, (
+        f"peak: formula {formula.tensor_peak_bytes / MIB:.2f} MiB vs traced {trace.traced_peak_bytes / MIB:.2f} MiB "
+        f"({error:+.2%}); formula peak {formula.peak_moment}, {where}")
+    moment, terms = _matching_moment(trace, model, config)
+    bad = []
+    for term in sorted(set(terms) | set(trace.breakdown_bytes)):
+        f, t = terms.get(term, 0), trace.breakdown_bytes.get(term, 0)
+        if max(f, t) < MIB:
+            ok = abs(f - t) <= SMALL_TERM_ABS_BYTES
+        else:
+            ok = abs(f - t) <= TERM_TOLERANCE * max(t, 1)
+        if not ok:
+            bad.append(f"{term}: formula {f / MIB:.3f} MiB vs traced {t / MIB:.3f} MiB")
+    assert not bad, f"formula moment {moment} vs {where}: " + "; ".join(bad)
+
+
+GRID = list(itertools.product(SMALL_MODELS, ["full", "freeze", "lora"], [True, False], ["eager", "sdpa"],
+                              [(128, 1), (256, 2)]))
+
+
+@pytest.mark.parametrize(
+    "family,method,ckpt,attn,point", GRID,
+    ids=[f"{f}-{m}-{'ckpt' if c else 'nockpt'}-{a}-s{p[0]}b{p[1]}" for f, m, c, a, p in GRID])
+def test_formula_matches_trace_on_small_models(family, method, ckpt, attn, point):
+    seq, mb = point
+    if (family, method, ckpt, attn, seq, mb) in KNOWN_GAPS:
+        pytest.xfail("known gap, documented in KNOWN_GAPS")
+    config = TrainConfig(method=method, grad_ckpt=ckpt, attn=attn, seq_len=seq, micro_batch=mb)
+    assert_formula_matches_trace(SMALL_MODELS[family], config)
+
+
+@pytest.mark.parametrize("precision", ["pure_bf16", "fp32"])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_formula_matches_trace_without_autocast(method, precision):
+    config = TrainConfig(method=method, precision=precision, seq_len=256, micro_batch=2, grad_ckpt=False)
+    assert_formula_matches_trace(SMALL_MODELS["qwen2-gqa"], config)
+
+
+def test_formula_matches_trace_with_gradient_accumulation():
+    config = TrainConfig(method="freeze", seq_len=256, micro_batch=2, grad_accum=2)
+    assert_formula_matches_trace(SMALL_MODELS["llama-mha"], config)
+
+
+def test_qwen2_5_7b_lora_rank_8_at_seq_2048_matches_the_trace():
+    assert_formula_matches_trace(load_model("qwen2.5-7b"), TrainConfig(method="lora", seq_len=2048))
+
+
+def test_llama_2_7b_lora_without_checkpointing_at_seq_1024_matches_the_trace():
+    assert_formula_matches_trace(load_model("llama-2-7b"), TrainConfig(method="lora", seq_len=1024, grad_ckpt=False))
