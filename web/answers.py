@@ -13,13 +13,23 @@ from pathlib import Path
 import fitplan
 
 from .api_bridge import (
-    GIB, Estimate, FitplanError, Recommendation, max_seq_len, memory_budget_bytes, min_gpus, render_estimate,
-    render_recommendation, tokens_to_train, write_emit,
+    GIB,
+    Estimate,
+    FitplanError,
+    Recommendation,
+    max_seq_len,
+    memory_budget_bytes,
+    min_gpus,
+    render_estimate,
+    render_recommendation,
+    tokens_to_train,
+    write_emit,
 )
 from .memory_bar import memory_bar_svg
 from .plots import curve_summary, runners_up_plot_svg, seq_len_plot_svg
 from .questions import EstimateQuestion, RecommendQuestion, cli_command, load_question_model
 from .seq_len_sweep import SeqLenCurve, seq_len_curves, setup_knobs
+
 
 class NothingFits(FitplanError):
     """There is no plan, so there are no files to write (HTTP 409, the explanation as its text)."""

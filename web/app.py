@@ -27,7 +27,7 @@ from .limits import BodySizeLimit, ServerBusy, ServerLimits, SolverPool
 from .page import question_json, render_page
 from .questions import EstimateQuestion, QuestionError, RecommendQuestion, parse_question
 
-FORM_LIMITS = dict(max_files=1, max_fields=200)
+FORM_LIMITS = {"max_files": 1, "max_fields": 200}
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -35,8 +35,8 @@ def _field_of(param) -> FormField:
     name = flag.removeprefix("--").replace("-", "_")
     default = "" if param.default is None or not isinstance(param.default, (int, float, str)) else param.default
     type_name = type(param.type).__name__
-    common = dict(name=name, flag=flag, help=param.help or "",
-                  default=PAGE_DEFAULTS.get(name, "" if isinstance(default, bool) else str(default)))
+    common = {"name": name, "flag": flag, "help": param.help or "",
+                  "default": PAGE_DEFAULTS.get(name, "" if isinstance(default, bool) else str(default))}
     if param.is_flag and param.secondary_opts:
         if param.default is None:
             return FormField(kind="tristate", choices=(param.opts[0], param.secondary_opts[0]), **common)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 

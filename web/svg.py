@@ -79,7 +79,7 @@ class Svg:
         self.parts.append("</g>")
 
     def clip_rect(self, clip_id: str, x: float, y: float, width: float, height: float) -> None:
-        self.parts.append(f'<clipPath id="{esc(clip_id)}"><rect {_attributes(dict(x=x, y=y, width=width, height=height))}/>'
+        self.parts.append(f'<clipPath id="{esc(clip_id)}"><rect {_attributes({"x": x, "y": y, "width": width, "height": height})}/>'
                           "</clipPath>")
 
     def render(self) -> str:

@@ -82,7 +82,7 @@ def test_bad_input_shows_its_one_line_error_next_to_the_field_and_keeps_the_valu
     page = client.post("/", data={**P4_FORM, "gpu": "P5"}, files=NO_FILE)
     assert page.status_code == 422
     error = re.search(r'<div class="field invalid" id="field-gpu">.*?<p class="field-error" id="error-gpu" '
-                      r'role="alert">([^<]*)</p>', page.text, re.S)
+                      r'role="alert">([^<]*)</p>', page.text, re.DOTALL)
     assert error and error.group(1).startswith("unknown GPU &#x27;P5&#x27;. Did you mean: P4")
     assert 'value="qwen2.5-7b"' in page.text and 'value="1024"' in page.text
 
