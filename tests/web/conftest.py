@@ -1,5 +1,6 @@
 """Fixtures of the web tests: a test client of the app, and for `-m browser` a real `fitplan
-serve` on a free loopback port and a headless Chromium driving it."""
+serve` on a free loopback port and a headless Chromium driving it. The tests need the [web]
+extra (the README's test command installs it) and fail without it, never skip."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("starlette", reason="the web tests need the [web] extra: pip install 'fitplan[web]'")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
