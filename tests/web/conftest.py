@@ -74,7 +74,7 @@ def live_server():
 @pytest.fixture
 def browser(tmp_path):
     """Debian's chromium through chromium-driver: nothing is downloaded at run time."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs the [browser] extra")
+    from selenium import webdriver  # the [browser] extra
     if not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMEDRIVER)):
         pytest.fail("the browser test needs Debian's chromium and chromium-driver: apt-get install -y chromium "
                     "chromium-driver")
