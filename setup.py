@@ -1,11 +1,11 @@
-"""Finds fitplan's packages. The design card keeps solver/, cli/ and catalogs/ at the top of the
-repository; they are installed under the one namespace `fitplan` (fitplan.solver, fitplan.cli,
-fitplan.catalogs) so no generic top-level name leaks into users' environments. Everything else
-about the package is in pyproject.toml."""
+"""Finds fitplan's packages. The design card keeps solver/, cli/, web/ and catalogs/ at the top of
+the repository; they are installed under the one namespace `fitplan` (fitplan.solver, fitplan.cli,
+fitplan.web, fitplan.catalogs) so no generic top-level name leaks into users' environments.
+Everything else about the package is in pyproject.toml."""
 
 from setuptools import find_packages, setup
 
-FOLDERS = {"solver": "fitplan.solver", "cli": "fitplan.cli", "catalogs": "fitplan.catalogs"}
+FOLDERS = {"solver": "fitplan.solver", "cli": "fitplan.cli", "web": "fitplan.web", "catalogs": "fitplan.catalogs"}
 
 packages = ["fitplan"]
 for folder, package in FOLDERS.items():

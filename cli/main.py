@@ -22,11 +22,13 @@ def cli() -> None:
 
 def _register() -> None:
     """Every command, explicitly (a command that fails to import fails loudly)."""
-    from . import check, estimate, listing, recommend, sweep, trace
+    from . import check, estimate, listing, plot, recommend, serve, sweep, trace
 
     for command in (estimate.estimate_command, recommend.recommend_command, check.check_command,
                     sweep.sweep_command, trace.trace_command, listing.models_command, listing.gpus_command):
         cli.add_command(command)
+    cli.add_command(serve.serve_command)
+    cli.add_command(plot.plot_command)
 
 
 _register()
