@@ -10,7 +10,7 @@ from pathlib import Path
 import fitplan
 
 PACKAGE_ROOTS = {"fitplan": Path(fitplan.__file__).parent}
-for _name in ("solver", "cli", "catalogs"):
+for _name in ("solver", "cli", "catalogs", "web"):
     _module = __import__(f"fitplan.{_name}", fromlist=["__file__"])
     PACKAGE_ROOTS[f"fitplan.{_name}"] = Path(_module.__file__).parent
 
