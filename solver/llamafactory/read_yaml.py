@@ -238,11 +238,14 @@ def _attention(raw: dict, model_type: str | None, warnings: list[str]) -> Attent
     return LF_ATTN_TO_FITPLAN.get(value, Attention.sdpa)
 
 
+FOREACH_ADAMW_WARNING = ("optim adamw_torch (foreach) allocates an fp32 temporary per parameter in the step that "
+                         "fitplan does not count: prefer adamw_torch_fused")
+
+
 def _optimizer(raw: dict, warnings: list[str]) -> Optimizer:
     name = _value(raw, KNOB_KEY["optim"])
     if name == "adamw_torch":
-        warnings.append("optim adamw_torch (foreach) allocates an fp32 temporary per parameter in the step that "
-                        "fitplan does not count: prefer adamw_torch_fused")
+        warnings.append(FOREACH_ADAMW_WARNING)
     if name not in HF_OPTIM_TO_FITPLAN:
         warnings.append(f"optim {name} is not modelled: estimated as AdamW (two fp32 states per parameter)")
     return HF_OPTIM_TO_FITPLAN.get(name, Optimizer.adamw)
@@ -302,6 +305,18 @@ def _deepspeed(ds: dict, where: Path, raw: dict, errors: list[str], warnings: li
                           "the following DeepSpeed config values that mismatch TrainingArguments values\"); "
                           "set it to \"auto\"")
     return stage, offload
+
+
+def _deepspeed_optimizer(block: dict, knobs: dict, warnings: list[str]) -> None:
+    """A DeepSpeed `optimizer` block replaces HF's `optim` (transformers 5.6
+    `integrations/deepspeed.py` `deepspeed_optim_sched`: DummyOptim), so it decides the optimizer;
+    DeepSpeed's Adam/AdamW update in place (FusedAdam on the GPU, DeepSpeedCPUAdam under offload)."""
+    if FOREACH_ADAMW_WARNING in warnings:
+        warnings.remove(FOREACH_ADAMW_WARNING)
+    kind = str(block.get("type", "")).lower()
+    if kind not in ("adam", "adamw"):
+        warnings.append(f"DeepSpeed optimizer {block.get('type')!r} is not modelled: estimated as AdamW")
+    knobs["optim"] = Optimizer.adamw
 
 
 def _unsupported(raw: dict, warnings: list[str]) -> None:
@@ -379,16 +394,21 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
 
     ds_path = None
     reference = raw.get(KNOB_KEY["zero_stage"])
+    ds: dict = {}
     if isinstance(reference, dict):
+        ds = reference
         stage, offload = _deepspeed(reference, source, raw, errors, warnings)
     elif isinstance(reference, str) and reference:
         path = resolve_deepspeed_path(reference, source)
         ds_path = str(path)
-        stage, offload = _deepspeed(read_json_mapping(path), path, raw, errors, warnings)
+        ds = read_json_mapping(path)
+        stage, offload = _deepspeed(ds, path, raw, errors, warnings)
     else:
         stage, offload = 0, Offload.none
     knobs["zero_stage"] = stage
     knobs["offload"] = offload
+    if stage and isinstance(ds.get("optimizer"), dict):
+        _deepspeed_optimizer(ds["optimizer"], knobs, warnings)
     try:
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:
