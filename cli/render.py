@@ -5,6 +5,7 @@ Scripts use --json, which the answer types build (fitplan.solver.problem.answers
 from __future__ import annotations
 
 from fitplan.solver.memory.terms import label_of
+from fitplan.solver.planner.candidates import QUALITY_ORDER
 from fitplan.solver.problem.answers import Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
 from fitplan.solver.problem.settings import SolverSettings
@@ -69,9 +70,10 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
                  f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
                  f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
     if result.runners_up:
+        order = ", ".join(words for _, words in QUALITY_ORDER)
         lines.append("runners-up (the plan above is the best quality among plans within "
-                     f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
-                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
+                     f"{SolverSettings().quality_tolerance:.0%} of the fastest, the first difference deciding: "
+                     f"{order}; else the faster):")
         for k, runner in enumerate(result.runners_up, start=2):
             lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
                          f"{describe_config(runner.plan)}")
