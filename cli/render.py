@@ -52,6 +52,15 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def budget_policy(result: Recommendation) -> str:
+    """The budget policy in words (solver/problem/settings.py)."""
+    words = f"{result.headroom_fraction:.0%} headroom"
+    if result.min_free_bytes:
+        words += (f", at least {format_gib(result.min_free_bytes, digits=1)} free with variable-length samples; "
+                  "cached variable-length segments are freed before an OOM and do not decide fits")
+    return words
+
+
 def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     if result.plan is None:
         lines = ["nothing fits: " + (result.explanation.binding if result.explanation else "no candidate")]
@@ -66,9 +75,8 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     lines.append("  step: " + ", ".join(parts))
     if tokens:
         lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
-    lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} "
-                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
-                 f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
+    lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} ({budget_policy(result)}); "
+                 f"host RAM assumed {format_gib(result.host_ram_limit_bytes, digits=0)} per node")
     if result.runners_up:
         order = ", ".join(words for _, words in QUALITY_ORDER)
         lines.append("runners-up (the plan above is the best quality among plans within "

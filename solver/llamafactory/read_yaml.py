@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import ConfigFileError, InvalidConfigurationError
 from ..problem.config import TrainConfig, make_config
 from ..problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from ..problem.rules import undocumented_problems
 from .vocabulary import HF_OPTIM_TO_FITPLAN, KNOB_KEY, LF_ATTN_TO_FITPLAN
 
 # ---- the cited key catalogs ------------------------------------------------------------------------
@@ -413,6 +414,8 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:
         raise ConfigFileError(f"{source}: {exc}") from None
+    for problem in undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload):
+        warnings.append(f"{problem}; the estimate below is likely too low")
     model = raw.get("model_name_or_path")
     return LlamaFactoryRun(source=str(source), model_name_or_path=None if model is None else str(model),
                            config=config, deepspeed_path=ds_path, errors=errors, warnings=warnings)

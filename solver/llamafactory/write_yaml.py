@@ -404,6 +404,7 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
 
     `reasons` (TrainConfig field or LLaMA-Factory key -> why) overrides the default comments."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn)
+    problems += rules.undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload)
     if problems:
         raise InvalidConfigurationError(f"the plan cannot run on {gpus.label()}: {problems[0]}")
     text, _values = train_yaml(model, gpus, config, placeholders, reasons)

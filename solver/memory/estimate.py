@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..problem.answers import Estimate, MomentBytes
+from ..problem.cautions import cautions
 from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -89,6 +90,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
                      "positions: set rope_scaling")
     if config.method.value == "qlora":
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    notes += cautions(model, gpus, config)
     return Estimate(
         model=model.name,
         gpus=gpus.label(),

@@ -96,7 +96,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     model = instance.model
     gpus = instance.gpus
     space = search_space(instance)
-    budget = memory_budget_bytes(gpus, settings.headroom_fraction)
+    budget = memory_budget_bytes(gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(gpus, settings)
     combos = space.knob_combinations()
     order = {knobs: i for i, knobs in enumerate(combos)}

@@ -51,6 +51,25 @@ def combination_problems(*, method: Method, bits: int, zero_stage: int, offload:
     return problems
 
 
+# ---- combinations no framework documents (fitplan never proposes them, and refuses them as pins) --
+
+def undocumented_problems(*, method: Method, zero_stage: int, offload: Offload) -> list[str]:
+    """Combinations LLaMA-Factory and DeepSpeed accept but no framework documents as working, so
+    fitplan's memory model has nothing to be checked against. ZeRO-3 with CPU offload of a
+    bitsandbytes-quantized base: PEFT's guide "Use PEFT QLoRA and DeepSpeed with ZeRO3" runs
+    without offload (`offload_optimizer_device: none`, `offload_param_device: none`) and its
+    Caveats say "DeepSpeed Stage 3 and qlora when used with CPU offloading leads to more GPU memory
+    usage when compared to disabling CPU offloading" (huggingface/peft
+    docs/source/accelerate/deepspeed.md); LLaMA-Factory's maintainer answers "use fsdp+qlora"
+    (hiyouga/LlamaFactory issue #5595); transformers issue #24395 reports 4-bit + ZeRO-3 with
+    `offload_param_device: cpu` using more GPU memory (notes/llamafactory/facts.md B.6)."""
+    if method == Method.qlora and zero_stage == 3 and offload != Offload.none:
+        return ["ZeRO-3 with CPU offload of a bitsandbytes-quantized base is undocumented (PEFT's ZeRO-3 + QLoRA "
+                "guide uses no offload and warns that CPU offload there uses more GPU memory; LLaMA-Factory #5595: "
+                "use FSDP+QLoRA): use --offload none, --zero 2, or a 16-bit --method lora"]
+    return []
+
+
 def data_shape_problem(seq_len: int, mean_sample_len: int | None) -> str | None:
     if mean_sample_len is not None and mean_sample_len > seq_len:
         return f"mean_sample_len {mean_sample_len} exceeds seq_len {seq_len}"
