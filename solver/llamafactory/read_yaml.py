@@ -187,7 +187,14 @@ class LlamaFactoryRun(BaseModel):
     warnings: list[str] = []  # accepted, but not modelled; what was assumed instead
 
 
-def _method_and_bits(raw: dict, warnings: list[str]) -> tuple[Method, int]:
+# `quantization_method` values that name a pre-quantized checkpoint's format: LLaMA-Factory 0.9.5
+# quantizes on the fly only with bnb, hqq and eetq (model_utils/quantization.py; facts.md B.5).
+PTQ_ONLY_METHODS = ("gptq", "awq", "aqlm", "quanto", "mxfp4", "fp8")
+
+
+def _method_and_bits(raw: dict, warnings: list[str], prequantized: bool | None) -> tuple[Method, int]:
+    """`prequantized`: whether the model's config.json has a quantization_config (None: not
+    known yet, while the file is read only for its model name)."""
     finetuning_type = _value(raw, KNOB_KEY["method"])
     bits_value = raw.get(KNOB_KEY["bits"])
     quant_method = _value(raw, "quantization_method")
@@ -196,13 +203,25 @@ def _method_and_bits(raw: dict, warnings: list[str]) -> tuple[Method, int]:
     if finetuning_type not in ("lora", "freeze", "full"):
         raise ConfigFileError(f"finetuning_type: {finetuning_type!r} is not one of lora, oft, freeze, full")
     if bits_value is None:
-        if quant_method != "bnb":
-            warnings.append(f"quantization_method {quant_method} without quantization_bit means a pre-quantized "
-                            "checkpoint, which fitplan does not model: estimated as a 16-bit base")
+        if quant_method != "bnb" and prequantized is False:
+            raise ConfigFileError(
+                f"quantization_method {quant_method} names a pre-quantized checkpoint, but the model's config.json "
+                "has no quantization_config: pass --model with that checkpoint's config.json, whose "
+                "quantization_config fitplan reads")
         return Method(finetuning_type), 16
     if finetuning_type != "lora":
         raise ConfigFileError("Quantization is only compatible with the LoRA or OFT method (LLaMA-Factory): "
                               "remove quantization_bit or use finetuning_type: lora")
+    if prequantized:
+        warnings.append("quantization_bit is ignored on a pre-quantized checkpoint (LLaMA-Factory: \"`quantization_bit` "
+                        "will not affect on the PTQ-quantized models.\"): estimated as LoRA on its own storage")
+        return Method.lora, 16
+    if quant_method in PTQ_ONLY_METHODS:
+        warnings.append(f"quantization_method {quant_method} with quantization_bit quantizes nothing on a checkpoint "
+                        "without quantization_config: LLaMA-Factory 0.9.5 quantizes on the fly only with bnb, hqq and "
+                        "eetq (model_utils/quantization.py) and loads it in 16 bits, as estimated; for 4-bit use "
+                        "quantization_method: bnb")
+        return Method.lora, 16
     if quant_method != "bnb":
         warnings.append(f"quantization_method {quant_method} is modelled as bitsandbytes storage of the same bits")
     if bits_value not in (4, 8):
@@ -348,7 +367,7 @@ def _packing(raw: dict) -> bool:
 
 
 def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None,
-                        mean_sample_len: int | None = None) -> LlamaFactoryRun:
+                        mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
     """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs.
 
     `mean_sample_len` (the data's, which no LLaMA-Factory key holds) refines the allocator reserve
@@ -367,7 +386,10 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
         first = next(p for p in typed if p.split(":")[0] == blocking[0])
         raise ConfigFileError(f"{source}: {first}")
     _unsupported(raw, warnings)
-    method, bits = _method_and_bits(raw, warnings)
+    try:
+        method, bits = _method_and_bits(raw, warnings, prequantized)
+    except ConfigFileError as exc:
+        raise ConfigFileError(f"{source}: {exc}") from None
 
     packing = _packing(raw)
     knobs: dict = {"method": method, "bits": bits, "n_gpus": n_gpus,
@@ -422,10 +444,12 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
 
 
 def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,
-                             mean_sample_len: int | None = None) -> LlamaFactoryRun:
+                             mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
     """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs.
 
-    `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs)."""
+    `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs); `prequantized`
+    (whether config.json has a quantization_config; None = not known) decides what
+    `quantization_method` / `quantization_bit` mean."""
     path = Path(path)
     return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
-                               mean_sample_len=mean_sample_len)
+                               mean_sample_len=mean_sample_len, prequantized=prequantized)

@@ -15,6 +15,7 @@ from ..units import format_gib
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
+from .prequantized import prequantized_notes
 from .terms import Affine, Moment, Term
 
 
@@ -90,6 +91,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
                      "positions: set rope_scaling")
     if config.method.value == "qlora":
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    notes += prequantized_notes(model, config)
     notes += cautions(model, gpus, config)
     return Estimate(
         model=model.name,

@@ -193,6 +193,9 @@ def search_space(instance: Instance) -> SearchSpace:
     else:
         methods = list(FREE_METHODS)
     methods = [(m, b) for m, b in methods if bits_allowed(gpus, b)]
+    if instance.model.prequantized is not None and instance.model.prequantized.quantized_in_training:
+        # a GPTQ/AWQ base trains with LoRA on its own storage, never under ZeRO-3 (problem/rules.py)
+        methods = [(m, b) for m, b in methods if (m, b) == (Method.lora, 16)]
     if pins.bits is None:
         methods = [(m, b) for m, b in methods if not slow_int8(gpus, b)] or methods
     if pins.lora_rank is not None:
@@ -212,6 +215,8 @@ def search_space(instance: Instance) -> SearchSpace:
     if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
+    if instance.model.prequantized is not None and instance.model.prequantized.quantized_in_training:
+        zero_offloads = tuple((s, o) for s, o in zero_offloads if s != 3)
     optims = (pins.optim,) if pins.optim is not None else FREE_OPTIMIZERS
     if pins.precision is not None:
         precisions = (pins.precision,)

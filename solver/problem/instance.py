@@ -112,6 +112,8 @@ def check_pins(instance: Instance) -> None:
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
                                        n_gpus=pins.n_gpus)
     problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
+    problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
+                                            zero_stage=pins.zero_stage)
     if problems:
         raise InvalidConfigurationError(problems[0])
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})

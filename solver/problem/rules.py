@@ -123,11 +123,34 @@ def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn:
 # ---- the model -----------------------------------------------------------------------------------
 
 
+def prequantized_problems(model: ModelSpec, *, method: Method | None = None,
+                          zero_stage: int | None = None) -> list[str]:
+    """What LLaMA-Factory 0.9.5 refuses on a GPTQ/AWQ checkpoint (specs/prequantized.py):
+    `model/adapter.py` "Quantized models can only be used for the LoRA or OFT tuning.";
+    `model_utils/quantization.py` "DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized
+    models." (mxfp4/fp8 exempt: loaded dequantized); and `quantization_bit` on one is ignored
+    ("`quantization_bit` will not affect on the PTQ-quantized models."), so QLoRA is a LoRA."""
+    quant = model.prequantized
+    if quant is None or not quant.quantized_in_training:
+        return []
+    problems = []
+    if method in (Method.full, Method.freeze):
+        problems.append(f"{model.name} is {quant.describe()}-quantized: Quantized models can only be used for the "
+                        "LoRA or OFT tuning (LLaMA-Factory): use --method lora")
+    if method == Method.qlora:
+        problems.append(f"{model.name} is already {quant.describe()}-quantized; LLaMA-Factory ignores quantization_bit "
+                        "on it: use --method lora (its own storage is planned)")
+    if zero_stage == 3:
+        problems.append("DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized models (LLaMA-Factory): "
+                        "use --zero 0, 1 or 2")
+    return problems
+
+
 def model_problems(model: ModelSpec, *, method: Method | None = None, lora_rank: int | None = None,
                    lora_targets: tuple[str, ...] | None = None, freeze_layers: int | None = None) -> list[str]:
     """Every reason these knob values (None = not asked) do not fit the model's architecture."""
     uses_lora = method in (Method.lora, Method.qlora) or method is None
-    problems = []
+    problems = prequantized_problems(model, method=method)
     if uses_lora and lora_rank is not None and lora_rank > model.hidden_size:
         problems.append(f"LoRA rank {lora_rank} exceeds the hidden size {model.hidden_size} of {model.name}")
     if uses_lora and lora_targets is not None and not model.modules_matching(lora_targets):
