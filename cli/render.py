@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fitplan.solver.memory.terms import label_of
 from fitplan.solver.planner.candidates import QUALITY_ORDER
+from fitplan.solver.planner.questions import terms_moved
 from fitplan.solver.problem.answers import Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
 from fitplan.solver.problem.settings import SolverSettings
@@ -96,9 +97,23 @@ def render_answers(answers: dict[str, int | None]) -> str:
 
 # ---- check -------------------------------------------------------------------------------------
 
-def oom_first(result: Estimate) -> str:
+def oom_first(result: Estimate, nearest: tuple[Estimate, list[str]] | None = None) -> str:
+    """Where the peak is, its largest term, and the terms the nearest fit's change moves: the
+    term a user can act on is often not the largest (a batch-driven one beside the base weights)."""
     term, value = max(result.breakdown_bytes.items(), key=lambda kv: kv[1])
-    return f"peak at {result.peak_phase} ({result.peak_moment}); largest term {label_of(term)} {format_gib(value)}"
+    text = f"peak at {result.peak_phase} ({result.peak_moment}); largest term {label_of(term)} {format_gib(value)}"
+    if nearest is None:
+        return text
+    fit, changed = nearest
+    moved = terms_moved(result, fit, at_least_bytes=GIB // 100)
+    if not moved:
+        return text
+    def shown(config, name):
+        value = getattr(config, name)
+        return getattr(value, "value", value)
+    changes = ", ".join(f"{name} {shown(result.config, name)} -> {shown(fit.config, name)}" for name in changed)
+    shrinks = " and ".join(f"{label_of(t)} by {format_gib(b)}" for t, b in moved[:2])
+    return f"{text}; the smallest change that fits ({changes}) shrinks {shrinks}"
 
 
 def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, searched: bool,
@@ -106,7 +121,7 @@ def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, s
     """The estimate of a LLaMA-Factory file, what runs out of memory first and the nearest fit."""
     lines = [render_estimate(result)]
     if not result.fits:
-        lines.append(f"would run out of memory first: {oom_first(result)}")
+        lines.append(f"would run out of memory first: {oom_first(result, nearest if searched else None)}")
         if searched and nearest is None:
             lines.append("nearest fit: none at this cutoff_len and global batch on these GPUs; try `fitplan "
                          "recommend` for a shorter --seq-len or more GPUs")

@@ -135,3 +135,13 @@ def nearest_fit(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Es
         if best is None or key < best[0]:
             best = (key, answer.estimate, changed)
     return None if best is None else (best[1], best[2])
+
+
+def terms_moved(before: Estimate, after: Estimate, *, at_least_bytes: int = 0) -> list[tuple[str, int]]:
+    """The memory terms (`Term` values) that shrink from `before` to `after` at their peaks,
+    largest decrease first, as (term, bytes saved): what a change such as the nearest fit's
+    actually moves, which need not be the largest term (`fitplan check`'s explanation)."""
+    old = {**before.breakdown_bytes, **before.overhead_bytes}
+    new = {**after.breakdown_bytes, **after.overhead_bytes}
+    saved = [(term, value - new.get(term, 0)) for term, value in old.items()]
+    return sorted([(t, b) for t, b in saved if b > at_least_bytes], key=lambda item: -item[1])
