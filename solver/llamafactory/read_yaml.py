@@ -213,8 +213,9 @@ def _method_and_bits(raw: dict, warnings: list[str], prequantized: bool | None) 
         raise ConfigFileError("Quantization is only compatible with the LoRA or OFT method (LLaMA-Factory): "
                               "remove quantization_bit or use finetuning_type: lora")
     if prequantized:
-        warnings.append("quantization_bit is ignored on a pre-quantized checkpoint (LLaMA-Factory: \"`quantization_bit` "
-                        "will not affect on the PTQ-quantized models.\"): estimated as LoRA on its own storage")
+        warnings.append("quantization_bit is ignored on a pre-quantized checkpoint (LLaMA-Factory: "
+                        "\"`quantization_bit` will not affect on the PTQ-quantized models.\"): estimated as LoRA on "
+                        "its own storage")
         return Method.lora, 16
     if quant_method in PTQ_ONLY_METHODS:
         warnings.append(f"quantization_method {quant_method} with quantization_bit quantizes nothing on a checkpoint "

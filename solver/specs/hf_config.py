@@ -184,7 +184,8 @@ def quantization_from_config(cfg: Config, file: Path) -> Prequantized | None:
     if method not in MODELLED_METHODS:
         raise ConfigFileError(
             f"{file} is a pre-quantized checkpoint (quantization_config quant_method {method or 'missing'!r}) whose "
-            f"storage fitplan does not model (it models {', '.join(MODELLED_METHODS)}); plan its 16-bit original instead"
+            f"storage fitplan does not model (it models {', '.join(MODELLED_METHODS)}); "
+            "plan its 16-bit original instead"
         )
     bits = quant.get("bits", quant.get("w_bit"))
     group = quant.get("group_size", quant.get("q_group_size", -1))

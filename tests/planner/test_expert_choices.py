@@ -29,7 +29,8 @@ def _undocumented(config) -> bool:
     return bool(undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload))
 
 
-@pytest.mark.parametrize("model,gpus", [("qwen2.5-14b", "1xT4"), ("qwen2.5-7b", "8xP4"), ("llama-3.1-70b", "2xA100-80G")])
+@pytest.mark.parametrize("model,gpus", [("qwen2.5-14b", "1xT4"), ("qwen2.5-7b", "8xP4"),
+                                        ("llama-3.1-70b", "2xA100-80G")])
 def test_zero3_offload_of_a_4bit_base_is_never_proposed(model, gpus):
     instance = fitplan.make_instance(model, gpus)
     assert not [k for k in search_space(instance).knob_combinations() if _undocumented(k)]

@@ -40,7 +40,8 @@ PIN_CHOICES = {
 def exhaustive_plan(instance: Instance, settings: SolverSettings):
     """The plan by brute force: every (combination, split) of the space through `estimate`."""
     space = search_space(instance)
-    budget = memory_budget_bytes(instance.gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
+    budget = memory_budget_bytes(instance.gpus, settings.headroom_fraction,
+                                 variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(instance.gpus, settings)
     fitting = []
     for order, knobs in enumerate(space.knob_combinations()):
