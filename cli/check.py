@@ -67,7 +67,7 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
     probe = read_llamafactory_config(yaml_path, n_gpus=used)
     spec = _resolve_model(probe, model)
     run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type,
-                                   mean_sample_len=mean_sample_len)
+                                   mean_sample_len=mean_sample_len, prequantized=spec.prequantized is not None)
     result = _estimate_for_file(spec, gpu_set, run)
     search = nearest and not result.fits
     fit = nearest_fit(spec, gpu_set, run.config) if search else None
@@ -75,7 +75,7 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
     if as_json:
         payload = {"file": run.source, "deepspeed_file": run.deepspeed_path, "errors": run.errors,
                    "warnings": run.warnings, "estimate": result.to_json_dict(),
-                   "oom_first": None if result.fits else oom_first(result),
+                   "oom_first": None if result.fits else oom_first(result, fit),
                    "nearest_fit": None if fit is None else {"changed": fit[1], "estimate": fit[0].to_json_dict()}}
         click.echo(json.dumps(payload, indent=2))
     else:

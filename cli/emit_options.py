@@ -15,7 +15,9 @@ from pathlib import Path
 
 import click
 
-from fitplan.solver.errors import ConfigFileError
+from pydantic import ValidationError
+
+from fitplan.solver.errors import ConfigFileError, InvalidConfigurationError, validation_message
 from fitplan.solver.llamafactory.write_deepspeed import deepspeed_config
 from fitplan.solver.llamafactory.write_yaml import DS_CONFIG_JSON, LAUNCH_SH, EmitPlaceholders, llamafactory_files
 from fitplan.solver.problem.config import TrainConfig
@@ -24,7 +26,7 @@ from fitplan.solver.specs.model import ModelSpec
 
 EMIT_CHOICES = ("llamafactory", "deepspeed")
 DEFAULT_OUT_DIR = "out"
-EMIT_OPTION_NAMES = ("emit", "out", "dataset", "template", "model_path", "output_dir")
+EMIT_OPTION_NAMES = ("emit", "out", "dataset", "template", "model_path", "output_dir", "dataset_dir")
 
 
 def emit_options(func):
@@ -39,23 +41,35 @@ def emit_options(func):
         click.option("--template", default=None, help="LLaMA-Factory chat template (default: the model family's)."),
         click.option("--model-path", default=None, help="model_name_or_path (default: the catalog's Hub id)."),
         click.option("--output-dir", default=None, help="Where training writes checkpoints (default: saves/...)."),
+        click.option("--dataset-dir", default=None,
+                     help="Folder of dataset_info.json, relative to where launch.sh runs (default: data, "
+                          "LLaMA-Factory's data/ when run from its checkout)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
+def emit_placeholders(**values: str | None) -> EmitPlaceholders:
+    """The placeholders, a name or path holding a line break refused in one line (exit 2)."""
+    try:
+        return EmitPlaceholders(**values)
+    except ValidationError as exc:
+        raise InvalidConfigurationError(validation_message(exc)) from None
+
+
 def write_emit(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, emit: str | None, out: str | Path = DEFAULT_OUT_DIR,
                dataset: str | None = None, template: str | None = None, model_path: str | None = None,
-               output_dir: str | None = None, reasons: dict[str, str] | None = None, **_ignored) -> list[Path]:
+               output_dir: str | None = None, dataset_dir: str | None = None, reasons: dict[str, str] | None = None,
+               **_ignored) -> list[Path]:
     """Write the files of `--emit` into `out`; returns the paths written (none when emit is None)."""
     if not emit:
         return []
     if emit == "deepspeed":
         files = {DS_CONFIG_JSON: json.dumps(deepspeed_config(config, gpus, fill_auto=True, model=model), indent=2) + "\n"}
     else:
-        placeholders = EmitPlaceholders(dataset=dataset, template=template, model_path=model_path,
-                                        output_dir=output_dir)
+        placeholders = emit_placeholders(dataset=dataset, template=template, model_path=model_path,
+                                         output_dir=output_dir, dataset_dir=dataset_dir)
         files = llamafactory_files(model, gpus, config, placeholders, reasons)
     directory = Path(out)
     try:

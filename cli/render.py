@@ -5,6 +5,8 @@ Scripts use --json, which the answer types build (fitplan.solver.problem.answers
 from __future__ import annotations
 
 from fitplan.solver.memory.terms import label_of
+from fitplan.solver.planner.candidates import QUALITY_ORDER
+from fitplan.solver.planner.questions import terms_moved
 from fitplan.solver.problem.answers import Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
 from fitplan.solver.problem.settings import SolverSettings
@@ -51,6 +53,15 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def budget_policy(result: Recommendation) -> str:
+    """The budget policy in words (solver/problem/settings.py)."""
+    words = f"{result.headroom_fraction:.0%} headroom"
+    if result.min_free_bytes:
+        words += (f", at least {format_gib(result.min_free_bytes, digits=1)} free with variable-length samples; "
+                  "cached variable-length segments are freed before an OOM and do not decide fits")
+    return words
+
+
 def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     if result.plan is None:
         lines = ["nothing fits: " + (result.explanation.binding if result.explanation else "no candidate")]
@@ -65,13 +76,13 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     lines.append("  step: " + ", ".join(parts))
     if tokens:
         lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
-    lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} "
-                 f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
-                 f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
+    lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} ({budget_policy(result)}); "
+                 f"host RAM assumed {format_gib(result.host_ram_limit_bytes, digits=0)} per node")
     if result.runners_up:
+        order = ", ".join(words for _, words in QUALITY_ORDER)
         lines.append("runners-up (the plan above is the best quality among plans within "
-                     f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
-                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
+                     f"{SolverSettings().quality_tolerance:.0%} of the fastest, the first difference deciding: "
+                     f"{order}; else the faster):")
         for k, runner in enumerate(result.runners_up, start=2):
             lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
                          f"{describe_config(runner.plan)}")
@@ -86,9 +97,23 @@ def render_answers(answers: dict[str, int | None]) -> str:
 
 # ---- check -------------------------------------------------------------------------------------
 
-def oom_first(result: Estimate) -> str:
+def oom_first(result: Estimate, nearest: tuple[Estimate, list[str]] | None = None) -> str:
+    """Where the peak is, its largest term, and the terms the nearest fit's change moves: the
+    term a user can act on is often not the largest (a batch-driven one beside the base weights)."""
     term, value = max(result.breakdown_bytes.items(), key=lambda kv: kv[1])
-    return f"peak at {result.peak_phase} ({result.peak_moment}); largest term {label_of(term)} {format_gib(value)}"
+    text = f"peak at {result.peak_phase} ({result.peak_moment}); largest term {label_of(term)} {format_gib(value)}"
+    if nearest is None:
+        return text
+    fit, changed = nearest
+    moved = terms_moved(result, fit, at_least_bytes=GIB // 100)
+    if not moved:
+        return text
+    def shown(config, name):
+        value = getattr(config, name)
+        return getattr(value, "value", value)
+    changes = ", ".join(f"{name} {shown(result.config, name)} -> {shown(fit.config, name)}" for name in changed)
+    shrinks = " and ".join(f"{label_of(t)} by {format_gib(b)}" for t, b in moved[:2])
+    return f"{text}; the smallest change that fits ({changes}) shrinks {shrinks}"
 
 
 def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, searched: bool,
@@ -96,7 +121,7 @@ def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, s
     """The estimate of a LLaMA-Factory file, what runs out of memory first and the nearest fit."""
     lines = [render_estimate(result)]
     if not result.fits:
-        lines.append(f"would run out of memory first: {oom_first(result)}")
+        lines.append(f"would run out of memory first: {oom_first(result, nearest if searched else None)}")
         if searched and nearest is None:
             lines.append("nearest fit: none at this cutoff_len and global batch on these GPUs; try `fitplan "
                          "recommend` for a shorter --seq-len or more GPUs")

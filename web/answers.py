@@ -128,7 +128,7 @@ def page_answer(question: RecommendQuestion, command: str, limits: Limits) -> Pa
 def _estimate_page(question: RecommendQuestion, limits: Limits) -> PageAnswer:
     instance = _instance(question, limits)
     est = fitplan.estimate(instance.model, instance.gpus, **question.api_keywords())
-    budget = memory_budget_bytes(instance.gpus, question.headroom)
+    budget = memory_budget_bytes(instance.gpus, question.headroom, variable_length=not instance.workload.packing)
     answer = PageAnswer("estimate", cli_command(_estimate_only(question), "estimate"), render_estimate(est), est,
                         bar_svg=memory_bar_svg(est))
     _add_seq_len_plot(answer, instance, question, setup_knobs(pins=question.knobs()), budget, question.headroom)

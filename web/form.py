@@ -13,7 +13,7 @@ from .questions import KNOB_FIELDS, WORKLOAD_FIELDS, QuestionError, RecommendQue
 # The page asks for more plans than the CLI's --top 1, to draw the runners-up.
 PAGE_DEFAULTS = {"top": "5"}
 SEARCH_FIELDS = ("top_k", "headroom", "host_ram_gib", "time_limit", "tokens", "epochs", "dataset_samples")
-FILE_FIELDS = ("emit", "dataset", "template", "model_path", "output_dir")
+FILE_FIELDS = ("emit", "dataset", "template", "model_path", "output_dir", "dataset_dir")
 GPU_FORM_FIELDS = ("gpu", "gpu_count", "nodes")  # composed into --gpus: NODESxCOUNTxGPU
 
 

@@ -119,6 +119,7 @@ class RecommendQuestion(EstimateQuestion):
     template: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     model_path: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     output_dir: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    dataset_dir: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
     def settings(self, max_time_limit_s: float, max_top_k: int) -> SolverSettings:
         """The solver settings, the time limit and the number of plans capped by the server."""
@@ -129,7 +130,7 @@ class RecommendQuestion(EstimateQuestion):
     def emit_keywords(self) -> dict:
         """The placeholders of `--emit` (cli/emit_options.write_emit's keywords)."""
         return {"emit": self.emit or "llamafactory", "dataset": self.dataset, "template": self.template,
-                "model_path": self.model_path, "output_dir": self.output_dir}
+                "model_path": self.model_path, "output_dir": self.output_dir, "dataset_dir": self.dataset_dir}
 
 
 def parse_question(kind: type[EstimateQuestion], body: object) -> EstimateQuestion:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import ConfigFileError, InvalidConfigurationError
 from ..problem.config import TrainConfig, make_config
 from ..problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from ..problem.rules import undocumented_problems
 from .vocabulary import HF_OPTIM_TO_FITPLAN, KNOB_KEY, LF_ATTN_TO_FITPLAN
 
 # ---- the cited key catalogs ------------------------------------------------------------------------
@@ -186,7 +187,14 @@ class LlamaFactoryRun(BaseModel):
     warnings: list[str] = []  # accepted, but not modelled; what was assumed instead
 
 
-def _method_and_bits(raw: dict, warnings: list[str]) -> tuple[Method, int]:
+# `quantization_method` values that name a pre-quantized checkpoint's format: LLaMA-Factory 0.9.5
+# quantizes on the fly only with bnb, hqq and eetq (model_utils/quantization.py; facts.md B.5).
+PTQ_ONLY_METHODS = ("gptq", "awq", "aqlm", "quanto", "mxfp4", "fp8")
+
+
+def _method_and_bits(raw: dict, warnings: list[str], prequantized: bool | None) -> tuple[Method, int]:
+    """`prequantized`: whether the model's config.json has a quantization_config (None: not
+    known yet, while the file is read only for its model name)."""
     finetuning_type = _value(raw, KNOB_KEY["method"])
     bits_value = raw.get(KNOB_KEY["bits"])
     quant_method = _value(raw, "quantization_method")
@@ -195,13 +203,26 @@ def _method_and_bits(raw: dict, warnings: list[str]) -> tuple[Method, int]:
     if finetuning_type not in ("lora", "freeze", "full"):
         raise ConfigFileError(f"finetuning_type: {finetuning_type!r} is not one of lora, oft, freeze, full")
     if bits_value is None:
-        if quant_method != "bnb":
-            warnings.append(f"quantization_method {quant_method} without quantization_bit means a pre-quantized "
-                            "checkpoint, which fitplan does not model: estimated as a 16-bit base")
+        if quant_method != "bnb" and prequantized is False:
+            raise ConfigFileError(
+                f"quantization_method {quant_method} names a pre-quantized checkpoint, but the model's config.json "
+                "has no quantization_config: pass --model with that checkpoint's config.json, whose "
+                "quantization_config fitplan reads")
         return Method(finetuning_type), 16
     if finetuning_type != "lora":
         raise ConfigFileError("Quantization is only compatible with the LoRA or OFT method (LLaMA-Factory): "
                               "remove quantization_bit or use finetuning_type: lora")
+    if prequantized:
+        warnings.append("quantization_bit is ignored on a pre-quantized checkpoint (LLaMA-Factory: "
+                        "\"`quantization_bit` will not affect on the PTQ-quantized models.\"): estimated as LoRA on "
+                        "its own storage")
+        return Method.lora, 16
+    if quant_method in PTQ_ONLY_METHODS:
+        warnings.append(f"quantization_method {quant_method} with quantization_bit quantizes nothing on a checkpoint "
+                        "without quantization_config: LLaMA-Factory 0.9.5 quantizes on the fly only with bnb, hqq and "
+                        "eetq (model_utils/quantization.py) and loads it in 16 bits, as estimated; for 4-bit use "
+                        "quantization_method: bnb")
+        return Method.lora, 16
     if quant_method != "bnb":
         warnings.append(f"quantization_method {quant_method} is modelled as bitsandbytes storage of the same bits")
     if bits_value not in (4, 8):
@@ -238,11 +259,14 @@ def _attention(raw: dict, model_type: str | None, warnings: list[str]) -> Attent
     return LF_ATTN_TO_FITPLAN.get(value, Attention.sdpa)
 
 
+FOREACH_ADAMW_WARNING = ("optim adamw_torch (foreach) allocates an fp32 temporary per parameter in the step that "
+                         "fitplan does not count: prefer adamw_torch_fused")
+
+
 def _optimizer(raw: dict, warnings: list[str]) -> Optimizer:
     name = _value(raw, KNOB_KEY["optim"])
     if name == "adamw_torch":
-        warnings.append("optim adamw_torch (foreach) allocates an fp32 temporary per parameter in the step that "
-                        "fitplan does not count: prefer adamw_torch_fused")
+        warnings.append(FOREACH_ADAMW_WARNING)
     if name not in HF_OPTIM_TO_FITPLAN:
         warnings.append(f"optim {name} is not modelled: estimated as AdamW (two fp32 states per parameter)")
     return HF_OPTIM_TO_FITPLAN.get(name, Optimizer.adamw)
@@ -304,6 +328,18 @@ def _deepspeed(ds: dict, where: Path, raw: dict, errors: list[str], warnings: li
     return stage, offload
 
 
+def _deepspeed_optimizer(block: dict, knobs: dict, warnings: list[str]) -> None:
+    """A DeepSpeed `optimizer` block replaces HF's `optim` (transformers 5.6
+    `integrations/deepspeed.py` `deepspeed_optim_sched`: DummyOptim), so it decides the optimizer;
+    DeepSpeed's Adam/AdamW update in place (FusedAdam on the GPU, DeepSpeedCPUAdam under offload)."""
+    if FOREACH_ADAMW_WARNING in warnings:
+        warnings.remove(FOREACH_ADAMW_WARNING)
+    kind = str(block.get("type", "")).lower()
+    if kind not in ("adam", "adamw"):
+        warnings.append(f"DeepSpeed optimizer {block.get('type')!r} is not modelled: estimated as AdamW")
+    knobs["optim"] = Optimizer.adamw
+
+
 def _unsupported(raw: dict, warnings: list[str]) -> None:
     for key, why in UNSUPPORTED_TRUE_FLAGS.items():
         if raw.get(key) is True:
@@ -332,7 +368,7 @@ def _packing(raw: dict) -> bool:
 
 
 def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None,
-                        mean_sample_len: int | None = None) -> LlamaFactoryRun:
+                        mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
     """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs.
 
     `mean_sample_len` (the data's, which no LLaMA-Factory key holds) refines the allocator reserve
@@ -351,7 +387,10 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
         first = next(p for p in typed if p.split(":")[0] == blocking[0])
         raise ConfigFileError(f"{source}: {first}")
     _unsupported(raw, warnings)
-    method, bits = _method_and_bits(raw, warnings)
+    try:
+        method, bits = _method_and_bits(raw, warnings, prequantized)
+    except ConfigFileError as exc:
+        raise ConfigFileError(f"{source}: {exc}") from None
 
     packing = _packing(raw)
     knobs: dict = {"method": method, "bits": bits, "n_gpus": n_gpus,
@@ -379,30 +418,39 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
 
     ds_path = None
     reference = raw.get(KNOB_KEY["zero_stage"])
+    ds: dict = {}
     if isinstance(reference, dict):
+        ds = reference
         stage, offload = _deepspeed(reference, source, raw, errors, warnings)
     elif isinstance(reference, str) and reference:
         path = resolve_deepspeed_path(reference, source)
         ds_path = str(path)
-        stage, offload = _deepspeed(read_json_mapping(path), path, raw, errors, warnings)
+        ds = read_json_mapping(path)
+        stage, offload = _deepspeed(ds, path, raw, errors, warnings)
     else:
         stage, offload = 0, Offload.none
     knobs["zero_stage"] = stage
     knobs["offload"] = offload
+    if stage and isinstance(ds.get("optimizer"), dict):
+        _deepspeed_optimizer(ds["optimizer"], knobs, warnings)
     try:
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:
         raise ConfigFileError(f"{source}: {exc}") from None
+    for problem in undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload):
+        warnings.append(f"{problem}; the estimate below is likely too low")
     model = raw.get("model_name_or_path")
     return LlamaFactoryRun(source=str(source), model_name_or_path=None if model is None else str(model),
                            config=config, deepspeed_path=ds_path, errors=errors, warnings=warnings)
 
 
 def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,
-                             mean_sample_len: int | None = None) -> LlamaFactoryRun:
+                             mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
     """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs.
 
-    `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs)."""
+    `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs); `prequantized`
+    (whether config.json has a quantization_config; None = not known) decides what
+    `quantization_method` / `quantization_bit` mean."""
     path = Path(path)
     return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
-                               mean_sample_len=mean_sample_len)
+                               mean_sample_len=mean_sample_len, prequantized=prequantized)

@@ -35,6 +35,10 @@ def _read(table: dict) -> dict:
 
 
 HF_OPTIM = _written(HF_OPTIM_SPELLINGS)  # Optimizer -> `optim:` value written
+# `optim:` under a DeepSpeed `optimizer` block (CPU offload): no OptimizerNames value names
+# DeepSpeedCPUAdam; accelerate maps the HF optimizer onto it and keys AdamW mode on
+# `isinstance(optimizer, torch.optim.AdamW)`, dropping `fused` (accelerate 1.11 utils/deepspeed.py).
+HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER = "adamw_torch"
 HF_OPTIM_TO_FITPLAN = _read(HF_OPTIM_SPELLINGS)  # `optim:` value read -> Optimizer
 LF_FLASH_ATTN = _written(LF_FLASH_ATTN_SPELLINGS)  # Attention -> `flash_attn:` value written
 LF_ATTN_TO_FITPLAN = _read(LF_FLASH_ATTN_SPELLINGS)  # `flash_attn:` value read -> Attention

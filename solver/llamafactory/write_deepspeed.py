@@ -93,6 +93,12 @@ def _optimizer_for_offload(config: TrainConfig) -> tuple[dict | None, bool | Non
     return None, False
 
 
+def builds_its_optimizer(config: TrainConfig) -> bool:
+    """Whether the JSON declares an `optimizer` block, so DeepSpeed (not HF's `optim`) builds the
+    optimizer that runs."""
+    return bool(config.zero_stage) and _optimizer_for_offload(config)[0] is not None
+
+
 def deepspeed_config(config: TrainConfig, gpus: GpuSet, *, fill_auto: bool, model: ModelSpec | None = None) -> dict:
     """The DeepSpeed JSON (as a dict) for a plan with ZeRO stage 1-3.
 

@@ -19,7 +19,19 @@ How each knob becomes a key (schemas.md A.1):
   storage `memory/states.frozen_base_bytes` counts is the double-quantized one).
 - optimizer -> HF `optim`: adamw -> `adamw_torch_fused` (the in-place fused step that
   `memory/states.optimizer_step_temporary_bytes` assumes: no foreach temporaries;
-  llamafactory/vocabulary.py).
+  llamafactory/vocabulary.py). Under CPU offload the DeepSpeed JSON's `optimizer` block makes HF
+  ignore `optim` (transformers 5.6 `integrations/deepspeed.py` `deepspeed_optim_sched`: a
+  `DummyOptim`) and DeepSpeed build `DeepSpeedCPUAdam` (deepspeed 0.19.8 `runtime/engine.py`
+  `_configure_basic_optimizer`), so the file says `adamw_torch` (plain AdamW, what the block
+  stands for) and its comment names what runs.
+- data: `dataset_dir` (--dataset-dir, default `data`, LLaMA-Factory's own default,
+  `hparams/data_args.py`) is opened relative to the directory training starts in
+  (`data/parser.py` get_dataset_list; LLaMA-Factory never changes directory). launch.sh does not
+  change directory either: run it from where `dataset_dir` and `output_dir` make sense (the
+  LLaMA-Factory checkout, for its demo datasets); it finds train.yaml and ds_config.json beside
+  itself and passes them by absolute path.
+- text: every value is a YAML scalar (`yaml_scalar`, JSON-escaped when not plain) and every
+  comment goes through `comment_text`, so no value can end a comment line and start a command.
 - ZeRO 0 -> no `deepspeed:` key (plain DDP); 1-3 -> `deepspeed: ds_config.json`.
 """
 
@@ -27,8 +39,10 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import unicodedata
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import InvalidConfigurationError
 from ..problem import rules
@@ -36,8 +50,8 @@ from ..problem.config import TrainConfig, describe_launch
 from ..problem.knobs import Attention, Method, Optimizer, Precision
 from ..specs.gpu import GpuSet
 from ..specs.model import Family, ModelSpec
-from .vocabulary import HF_OPTIM, KNOB_KEY, LF_FLASH_ATTN
-from .write_deepspeed import deepspeed_config
+from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN
+from .write_deepspeed import builds_its_optimizer, deepspeed_config
 
 TRAIN_YAML = "train.yaml"
 DS_CONFIG_JSON = "ds_config.json"
@@ -47,6 +61,10 @@ LAUNCH_SH = "launch.sh"
 LEARNING_RATE_ADAPTER = 1.0e-4
 LEARNING_RATE_FULL = 1.0e-5
 DEFAULT_DATASET = "identity,alpaca_en_demo"  # LF's demo datasets, shipped in its data/ folder
+# LLaMA-Factory's default `dataset_dir` (hparams/data_args.py), relative to the launch directory:
+# its git checkout's data/ (the demo datasets and dataset_info.json are not in the wheel).
+DEFAULT_DATASET_DIR = "data"
+DATASET_INFO = "dataset_info.json"  # LLaMA-Factory extras/constants.py DATA_CONFIG
 MASTER_PORT = 29500
 
 
@@ -59,6 +77,17 @@ class EmitPlaceholders(BaseModel):
     template: str | None = None
     model_path: str | None = None
     output_dir: str | None = None
+    dataset_dir: str | None = None  # None = DEFAULT_DATASET_DIR
+
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: str | None, info) -> str | None:
+        """Names and paths go into YAML and shell lines: a line break or control character in
+        one is refused, never written."""
+        if value is not None and any(_breaks_a_line(c) for c in value):
+            flag = "--" + info.field_name.replace("_", "-")
+            raise ValueError(f"{flag} {value!r} holds a line break or control character: pass a plain name or path")
+        return value
 
 
 def default_template(model: ModelSpec) -> str:
@@ -83,6 +112,19 @@ def default_template(model: ModelSpec) -> str:
 
 
 # ---- YAML text ---------------------------------------------------------------------------------
+
+def _breaks_a_line(char: str) -> bool:
+    """Control characters and every character YAML 1.1 or a shell could take as a line break
+    (NEL, LINE/PARAGRAPH SEPARATOR)."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char == "\x85"
+
+
+def comment_text(text: str) -> str:
+    """`text` safe after a `#` in YAML or bash: line breaks and control characters are written
+    as escapes (`\\n`), so a comment stays one line and can never start a command."""
+    return "".join(char.encode("unicode_escape").decode("ascii") if _breaks_a_line(char) else char
+                   for char in text)
+
 
 def yaml_scalar(value) -> str:
     """One YAML scalar that PyYAML, OmegaConf and ruamel all read back as the same type.
@@ -127,7 +169,10 @@ class _Yaml:
     def key(self, name: str, value, why: str = "") -> None:
         self.values[name] = value
         line = f"{name}: {yaml_scalar(value)}"
-        self.lines.append(f"{line}  # {why}" if why else line)
+        self.lines.append(f"{line}  # {comment_text(why)}" if why else line)
+
+    def comment(self, text: str) -> None:
+        self.lines.append(f"# {comment_text(text)}")
 
     def knob(self, knob: str, value, reasons: dict[str, str]) -> None:
         """The key that carries `knob` (llamafactory/vocabulary.py), with the reason given for
@@ -160,9 +205,13 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
                                                   f" (no FlashAttention-2 below compute capability 8.0; "
                                                   f"{gpu.name} has {gpu.compute_capability})"),
                  Attention.eager: "eager attention (the plan uses no fused kernel)"}[config.attn],
-        "zero_stage": f"DeepSpeed ZeRO-{config.zero_stage}" if config.zero_stage else "",
+        "zero_stage": f"DeepSpeed ZeRO-{config.zero_stage}, the file beside this one; launch.sh passes its absolute "
+                      "path (a relative path opens from the working directory)" if config.zero_stage else "",
         "optim": "fused AdamW: in-place step, no extra fp32 temporaries" if config.optim == Optimizer.adamw
                  else f"{config.optim.value} optimizer of the plan",
+        **({"optim": "AdamW; what runs is DeepSpeed's CPU Adam (DeepSpeedCPUAdam, AdamW mode, fp32 states in "
+                     "host RAM): ds_config.json's optimizer block makes HF ignore this key"}
+           if builds_its_optimizer(config) else {}),
         "precision": {Precision.bf16: f"bf16 mixed precision ({gpu.name} has bf16 hardware)",
                       Precision.fp16: f"fp16 mixed precision: {gpu.name} has no bf16 hardware"
                       if not gpu.bf16_hardware else "fp16 mixed precision",
@@ -172,6 +221,12 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
         "packing": "samples packed to exactly cutoff_len tokens, as planned",
     }
     return reasons
+
+
+def hf_optim(config: TrainConfig) -> str:
+    """The `optim:` value: the optimizer HF builds, or under a DeepSpeed `optimizer` block the
+    AdamW that block stands for (vocabulary.py)."""
+    return HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER if builds_its_optimizer(config) else HF_OPTIM[config.optim]
 
 
 # ---- the three files -----------------------------------------------------------------------------
@@ -208,16 +263,20 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
         y.knob("zero_stage", DS_CONFIG_JSON, why)
 
     y.section("dataset")
+    dataset_dir = placeholders.dataset_dir or DEFAULT_DATASET_DIR
     y.key("dataset", placeholders.dataset or DEFAULT_DATASET,
-          "" if placeholders.dataset else "PLACEHOLDER: names from data/dataset_info.json (--dataset)")
+          "" if placeholders.dataset else f"PLACEHOLDER: names from {dataset_dir}/{DATASET_INFO} (--dataset)")
+    y.key("dataset_dir", dataset_dir,
+          "folder of dataset_info.json, relative to where training starts (--dataset-dir)"
+          + (": LLaMA-Factory's data/ when run from its checkout" if not placeholders.dataset_dir else ""))
     y.key("template", placeholders.template or default_template(model),
           "" if placeholders.template else "PLACEHOLDER: the model's chat template (--template)")
     y.knob("seq_len", config.seq_len, why)
     if config.packing:
         y.knob("packing", True, why)
     elif config.mean_sample_len:
-        y.lines.append(f"# memory planned for samples of {config.mean_sample_len} tokens on average "
-                       "(fitplan --mean-sample-len; not a LLaMA-Factory key)")
+        y.comment(f"memory planned for samples of {config.mean_sample_len} tokens on average "
+                  "(fitplan --mean-sample-len; not a LLaMA-Factory key)")
     y.key("overwrite_cache", True)
     y.key("preprocessing_num_workers", 16)
     y.key("dataloader_num_workers", 4)
@@ -241,7 +300,7 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     y.key("num_train_epochs", 3.0)
     y.key("lr_scheduler_type", "cosine")
     y.key("warmup_ratio", 0.1)
-    y.knob("optim", HF_OPTIM[config.optim], why)
+    y.knob("optim", hf_optim(config), why)
     precision_why = why.get("precision", "")
     if config.precision == Precision.bf16:
         y.key("bf16", True, precision_why)
@@ -250,7 +309,7 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     elif config.precision == Precision.pure_bf16:
         y.key("pure_bf16", True, precision_why)
     else:
-        y.lines.append("# fp32: neither bf16 nor fp16; LLaMA-Factory then loads the checkpoint's own dtype")
+        y.comment("fp32: neither bf16 nor fp16; LLaMA-Factory then loads the checkpoint's own dtype")
     y.key("ddp_timeout", 180000000, "LLaMA-Factory example value: long dataset preprocessing never times out")
     y.key("resume_from_checkpoint", None)
     return y.text(), y.values
@@ -267,15 +326,58 @@ def _node_layout(gpus: GpuSet, config: TrainConfig) -> tuple[int, int]:
     return nodes, config.n_gpus // nodes
 
 
-def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "") -> str:
+# launch.sh's lines that do not depend on the plan.
+ALLOCATOR_LINES = (
+    "# PyTorch's caching allocator grows expandable segments in place instead of cudaMalloc'ing a new",
+    "# segment for each new sample length, so the fragmentation that max_memory_reserved shows with",
+    "# variable-length samples largely disappears (PyTorch \"CUDA semantics\": expandable_segments).",
+    "# LLaMA-Factory's torchrun launcher sets the same, over any value of yours unless OPTIM_TORCH=0 (launcher.py).",
+    'export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"',
+)
+# NCCL across nodes (NCCL user guide, "Environment Variables"): which interface and adapters.
+NCCL_LINES = (
+    "# NCCL across nodes: set these for your network before the first run (NCCL user guide,",
+    "# \"Environment Variables\"); NCCL_DEBUG=INFO prints the transport it picked (NET/IB or NET/Socket).",
+    "# export NCCL_SOCKET_IFNAME=eth0   # the interface that reaches the other nodes (`ip addr`)",
+    "# export NCCL_IB_HCA=mlx5          # InfiniBand / RoCE adapters to use (`ibstat`)",
+    "# export NCCL_IB_DISABLE=1         # only on nodes without InfiniBand: sockets instead",
+    "# export NCCL_DEBUG=INFO",
+)
+
+
+def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "",
+                  dataset_dir: str = DEFAULT_DATASET_DIR) -> str:
     """`launch.sh`: LLaMA-Factory's CLI under torchrun (FORCE_TORCHRUN=1, which DeepSpeed needs:
     schemas.md A.2 "Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.").
+
+    It never changes directory: `dataset_dir` and `output_dir` stay relative to where the user
+    runs it (LLaMA-Factory opens them from the working directory), while train.yaml and
+    ds_config.json are found beside the script and passed by absolute path (`deepspeed=` is a
+    command-line override, which LLaMA-Factory reads after the file: `hparams/parser.py`
+    `OmegaConf.from_cli(sys.argv[2:])`; the user's own `key=value` arguments follow it). A
+    folder path with whitespace is refused: LLaMA-Factory's launcher joins its arguments with
+    spaces and splits them again for torchrun (`launcher.py`).
 
     Multi-node uses LLaMA-Factory's documented variables NNODES, NODE_RANK, MASTER_ADDR,
     MASTER_PORT (README "Fine-Tuning" / `llamafactory-cli` `launcher`), run once on every node."""
     nodes, per_node = _node_layout(gpus, config)
-    lines = ["#!/usr/bin/env bash", f"# fitplan plan: {summary}" if summary else "# fitplan plan",
-             "set -euo pipefail", 'cd "$(dirname "$0")"  # train.yaml names ds_config.json relative to here', ""]
+    head = f"# fitplan plan: {comment_text(summary)}" if summary else "# fitplan plan"
+    lines = ["#!/usr/bin/env bash", head,
+             "# Run it from the directory dataset_dir and output_dir are relative to (the LLaMA-Factory checkout",
+             "# for its demo datasets); it does not change directory. key=value arguments override train.yaml.",
+             "set -euo pipefail",
+             'PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+             'case "$PLAN_DIR" in *[[:space:]]*)',
+             '  echo "launch.sh: move $PLAN_DIR to a path without spaces: llamafactory-cli splits its arguments on'
+             ' whitespace" >&2; exit 2;; esac',
+             f"DATASET_DIR={shlex.quote(dataset_dir)}",
+             'for arg in "$@"; do case "$arg" in dataset_dir=*) DATASET_DIR="${arg#dataset_dir=}";; esac; done',
+             'case "$DATASET_DIR" in ONLINE|REMOTE:*) ;; *)  # as LLaMA-Factory data/parser.py reads dataset_dir',
+             f'  if [ ! -f "$DATASET_DIR/{DATASET_INFO}" ]; then',
+             f'    echo "launch.sh: no $DATASET_DIR/{DATASET_INFO} under $(pwd): run this from the LLaMA-Factory'
+             ' checkout, or pass dataset_dir=/path/to/data" >&2; exit 2',
+             "  fi;; esac", ""]
+    lines += list(ALLOCATOR_LINES)
     if per_node < gpus.gpus_per_node:
         devices = ",".join(str(i) for i in range(per_node))
         lines.append(f"# the plan uses {per_node} of the {gpus.gpus_per_node} GPUs of each node")
@@ -288,7 +390,11 @@ def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "") -> st
                   'export NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
                   'export MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',
                   f'export MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"']
-    lines.append(f"llamafactory-cli train {TRAIN_YAML}")
+        lines += list(NCCL_LINES)
+    command = f'llamafactory-cli train "$PLAN_DIR/{TRAIN_YAML}"'
+    if config.zero_stage:
+        command += f' deepspeed="$PLAN_DIR/{DS_CONFIG_JSON}"'
+    lines.append(command + ' "$@"')
     return "\n".join(lines) + "\n"
 
 
@@ -298,6 +404,7 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
 
     `reasons` (TrainConfig field or LLaMA-Factory key -> why) overrides the default comments."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn)
+    problems += rules.undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload)
     if problems:
         raise InvalidConfigurationError(f"the plan cannot run on {gpus.label()}: {problems[0]}")
     text, _values = train_yaml(model, gpus, config, placeholders, reasons)
@@ -305,5 +412,6 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
     files = {TRAIN_YAML: text}
     if config.zero_stage:
         files[DS_CONFIG_JSON] = json.dumps(deepspeed_config(config, gpus, fill_auto=False), indent=2) + "\n"
-    files[LAUNCH_SH] = launch_script(gpus, config, summary=summary)
+    files[LAUNCH_SH] = launch_script(gpus, config, summary=summary,
+                                     dataset_dir=placeholders.dataset_dir or DEFAULT_DATASET_DIR)
     return files

@@ -25,6 +25,7 @@ from ..problem.knobs import Attention, Method, Precision
 from ..specs.model import Family, MlpKind, ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from .params import lora_params_per_layer, lora_targets
+from .prequantized import largest_dequantized_module_bytes, quantized_in_training
 from .states import uses_deepspeed
 
 RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
@@ -338,7 +339,10 @@ def autocast_copy_params(model: ModelSpec, config: TrainConfig, layers: int | No
 
 def quantized_dequant_bytes(model: ModelSpec, config: TrainConfig) -> int:
     """bitsandbytes dequantizes one frozen weight to 16-bit for each 4-bit matmul (and the 8-bit
-    path holds comparable per-op buffers): the largest linear's weight in 16-bit at a time."""
+    path holds comparable per-op buffers): the largest linear's weight in 16-bit at a time. GPTQ
+    and AWQ kernels dequantize the same way (memory/prequantized.py)."""
+    if quantized_in_training(model):
+        return largest_dequantized_module_bytes(model)
     if config.bits == 16:
         return 0
     return HALF_BYTES * max(m.in_features * m.out_features for m in model.linear_modules())

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..problem.answers import Estimate, MomentBytes
+from ..problem.cautions import cautions
 from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -14,6 +15,7 @@ from ..units import format_gib
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
+from .prequantized import prequantized_notes
 from .terms import Affine, Moment, Term
 
 
@@ -89,6 +91,8 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
                      "positions: set rope_scaling")
     if config.method.value == "qlora":
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    notes += prequantized_notes(model, config)
+    notes += cautions(model, gpus, config)
     return Estimate(
         model=model.name,
         gpus=gpus.label(),

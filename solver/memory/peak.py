@@ -33,6 +33,7 @@ from .activations import (
     saved_activations_per_token,
 )
 from .params import trainable_params
+from .prequantized import kept_dequantized_bytes
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
 from .terms import ZERO, Affine, Moment, Term, fixed, per_token
 
@@ -95,6 +96,8 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
     resident = _resident_terms(states)
     grads_fwd = _gradients_during_forward(states, config)
     dequant = quantized_dequant_bytes(model, config)
+    kept_all = fixed(kept_dequantized_bytes(model, config))  # GPTQ, no checkpointing (memory/prequantized.py)
+    kept_one = fixed(kept_dequantized_bytes(model, config, layers=1))  # the layer being recomputed
     activations = per_token(saved_activations_per_token(model, config), seq) + fixed(rope_cache_bytes(model, config))
     working_set = layer_backward_working_set_per_token(model, config)
 
@@ -113,6 +116,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
         logits_loss=per_token(forward_end_logits_per_token(model), seq),
         autocast_weight_copies=fixed(_autocast_weight_copies(model, config)),
         dequant_buffer=fixed(dequant),
+        dequantized_weights=kept_all,
     ), moment(
         "loss", PHASE_FORWARD_END,
         gradients=fixed(grads_fwd),
@@ -120,6 +124,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
         logits_loss=per_token(logits_loss_per_token(model), seq),
         autocast_weight_copies=fixed(_autocast_copies_after_forward(model, config)),
         dequant_buffer=fixed(dequant),
+        dequantized_weights=kept_all,
     )]
     lm_head_grads = _lm_head_gradient_bytes(model, config, states)
     roles = layer_roles(model, config)
@@ -136,6 +141,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
             autocast_weight_copies=layer_copies(roles[-1]),  # the recompute casts that layer again
             backward_working_set=per_token(working_set, seq),
             dequant_buffer=fixed(dequant),
+            dequantized_weights=kept_one,
         ))
         # Issue 3 (trace): when layer 0 runs backward, its own and the embedding's gradients
         # do not exist yet; they complete in `backward_end`.
@@ -150,6 +156,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
             autocast_weight_copies=layer_copies(roles[0]),
             backward_working_set=per_token(layer_backward_working_set_per_token(model, config, last=True), seq),
             dequant_buffer=fixed(dequant),
+            dequantized_weights=kept_one,
         ))
     else:
         # Issue 3 (trace): lm_head's backward has freed the logits and lm_head's weight copy.
@@ -160,6 +167,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
             autocast_weight_copies=fixed(HALF_BYTES * autocast_copy_params(model, config, lm_head=False)),
             backward_working_set=per_token(working_set, seq),
             dequant_buffer=fixed(dequant),
+            dequantized_weights=kept_all,
         ))
     if config.method == Method.full:
         # Issue 3 (trace): the embedding's gradient is made last, with every other gradient

@@ -33,6 +33,7 @@ from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Method, Offload, Optimizer,
 from ..specs.model import ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from .params import frozen_params, trainable_params
+from .prequantized import prequantized_base_bytes, quantized_in_training
 
 NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize used by transformers' BitsAndBytesConfig
 NF4_DOUBLE_QUANT_BLOCK = 256  # second-level blocks of absmax constants
@@ -79,6 +80,8 @@ def frozen_base_bytes(model: ModelSpec, config: TrainConfig) -> float:
     if n_frozen == 0:
         return 0.0
     dense_bytes = FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+    if quantized_in_training(model):  # a GPTQ/AWQ checkpoint: its own storage (memory/prequantized.py)
+        return prequantized_base_bytes(model, n_frozen, HALF_BYTES)
     if config.bits == 16:
         return n_frozen * dense_bytes
     linear_modules = model.linear_modules()

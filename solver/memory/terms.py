@@ -52,6 +52,7 @@ class Term(str, Enum):
     autocast_weight_copies = "autocast_weight_copies"
     comm_buffers = "comm_buffers"
     zero3_gathered_layer = "zero3_gathered_layer"
+    dequantized_weights = "dequantized_weights"  # GPTQ kernels' fp16 weights kept for backward
     # short-lived tensors: four causes, reported together as `transient` (the trace cannot tell
     # them apart: it sees temporaries of backward and of the optimizer step)
     transient = "transient"
@@ -90,6 +91,7 @@ _LABELS = {
     Term.transient: "transient",
     Term.comm_buffers: "comm buffers",
     Term.zero3_gathered_layer: "ZeRO-3 gathered layer",
+    Term.dequantized_weights: "dequantized weights",
     Term.allocator_reserve: "allocator reserve",
     Term.cuda_context: "CUDA context",
     Term.kernel_workspaces: "kernel workspaces",

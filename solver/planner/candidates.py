@@ -32,18 +32,36 @@ SPEED_SCALE = 1000  # speed_units = tokens/s x 1000, rounded down: integers for 
 # ---- the quality order -------------------------------------------------------------------------
 
 _METHOD_QUALITY = {Method.full: 3, Method.lora: 2, Method.qlora: 2, Method.freeze: 1}
+_OFFLOAD_QUALITY = {Offload.none: 2, Offload.optimizer: 1, Offload.all: 0}
+
+# The stated tie-break order: among the plans within `quality_tolerance` of the fastest, the
+# first of these on which two plans differ decides (larger is better); where none does, the
+# faster plan wins. Every report that lists runners-up prints these words.
+QUALITY_ORDER: tuple[tuple[str, str], ...] = (
+    ("bits", "16-bit over 8 over 4-bit"),
+    ("method", "full over LoRA over freeze"),
+    ("lora_rank", "larger rank"),
+    ("amp", "AMP over pure_bf16"),
+    ("adamw", "32-bit AdamW"),
+    ("offload", "less CPU offload (none, then optimizer states, then parameters too)"),
+    ("zero_stage", "lower ZeRO stage"),
+    ("headroom", "more headroom"),
+)
+
+
+def quality_values(knobs, headroom_bytes: int) -> tuple:
+    """The QUALITY_ORDER values of a plan (a `Knobs` or a `TrainConfig`), larger is better."""
+    rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
+    return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
+            knobs.optim == Optimizer.adamw, _OFFLOAD_QUALITY[knobs.offload], -knobs.zero_stage, headroom_bytes)
 
 
 def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
-    """Larger is better: 16-bit over 8 over 4, full over LoRA over freeze, larger rank, AMP over
-    pure_bf16, 32-bit AdamW over the rest, then the simpler setup (no CPU offload, the lower ZeRO
-    stage: fewer moving parts for the same speed), more headroom, then faster; the last two
-    entries only make the order total (earlier combination in the search order, smaller micro
-    batch)."""
-    rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
-    return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
-            knobs.optim == Optimizer.adamw, knobs.offload == Offload.none, -knobs.zero_stage,
-            headroom_bytes, speed_units, -order, -split.micro_batch)
+    """Larger is better: the stated QUALITY_ORDER, then faster; the last two entries only make the
+    order total (earlier combination in the search order, smaller micro batch). Offload counts
+    how much leaves the GPU, not only whether something does: parameter offload is never
+    preferred to optimizer-only offload that is as fast (issue 12)."""
+    return (*quality_values(knobs, headroom_bytes), speed_units, -order, -split.micro_batch)
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -78,7 +96,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     model = instance.model
     gpus = instance.gpus
     space = search_space(instance)
-    budget = memory_budget_bytes(gpus, settings.headroom_fraction)
+    budget = memory_budget_bytes(gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(gpus, settings)
     combos = space.knob_combinations()
     order = {knobs: i for i, knobs in enumerate(combos)}

@@ -61,10 +61,13 @@ def _memory_sentence(instance: Instance, settings: SolverSettings, candidates: C
     shown = [f"{label_of(name)} {format_gib(value)}" for name, value in terms[:3]]
     rest = result.peak_bytes - sum(value for _, value in terms[:3])
     gpu = gpus.gpu
+    by_fraction = int(gpu.memory_bytes * (1 - settings.headroom_fraction))  # else the floor of settings.py binds
+    kept_free = (f"{settings.headroom_fraction:.0%} headroom" if budget == by_fraction
+                 else f"the {format_gib(gpu.memory_bytes - budget)} kept free with variable-length samples")
     sentence = (f"the plan closest to fitting, {describe_plan(config)} at seq {config.seq_len}, needs "
                 f"{format_gib(result.peak_bytes)} per GPU at its peak ({result.peak_phase}): "
                 f"{' + '.join(shown)} + {format_gib(rest)} of other terms exceed the {gpu.name}'s "
-                f"{format_gib(gpu.memory_bytes)} less {settings.headroom_fraction:.0%} headroom ({format_gib(budget)})")
+                f"{format_gib(gpu.memory_bytes)} less {kept_free} ({format_gib(budget)})")
     return sentence, config, result.peak_bytes
 
 

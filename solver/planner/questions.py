@@ -10,7 +10,7 @@ from ..errors import FitplanError
 from ..memory.peak import host_ram_bytes
 from ..problem.answers import Estimate
 from ..problem.config import TrainConfig
-from ..problem.instance import Instance, Pins, Workload
+from ..problem.instance import Instance, Pins, Workload, check_pins
 from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -39,7 +39,7 @@ def fits_somewhere(instance: Instance, settings: SolverSettings | None = None) -
     model = instance.model
     gpus = instance.gpus
     space = frugal_space(search_space(instance), model)
-    budget = memory_budget_bytes(gpus, settings.headroom_fraction)
+    budget = memory_budget_bytes(gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(gpus, settings)
     for knobs in space.knob_combinations():
         for split in space.splits_for(knobs.n_gpus):
@@ -56,6 +56,7 @@ def max_seq_len(instance: Instance, settings: SolverSettings | None = None, *, g
     """Longest sequence (a multiple of `granularity`, at most `upper`, default 4 x the model's
     positions) at which some plan fits; None if not even `granularity` tokens fit."""
     settings = settings or SolverSettings()
+    check_pins(instance)  # a pin the GPU or LLaMA-Factory rules out is bad input (exit 2), not a length
     upper = upper or 4 * instance.model.max_position_embeddings
 
     def fits_at(seq: int) -> bool:
@@ -79,6 +80,7 @@ def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limi
     """Fewest GPUs of this kind (at least `start`) on which some plan fits, ignoring a --n-gpus
     pin: 1..G on one node of the set's size G, then whole nodes. None if not within `limit`."""
     settings = settings or SolverSettings()
+    check_pins(instance.model_copy(update={"pins": instance.pins.model_copy(update={"n_gpus": None})}))
     per_node = instance.gpus.gpus_per_node
     counts = list(range(1, per_node + 1)) + list(range(2 * per_node, limit + 1, per_node))
     counts = [count for count in counts if count >= start]
@@ -133,3 +135,13 @@ def nearest_fit(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Es
         if best is None or key < best[0]:
             best = (key, answer.estimate, changed)
     return None if best is None else (best[1], best[2])
+
+
+def terms_moved(before: Estimate, after: Estimate, *, at_least_bytes: int = 0) -> list[tuple[str, int]]:
+    """The memory terms (`Term` values) that shrink from `before` to `after` at their peaks,
+    largest decrease first, as (term, bytes saved): what a change such as the nearest fit's
+    actually moves, which need not be the largest term (`fitplan check`'s explanation)."""
+    old = {**before.breakdown_bytes, **before.overhead_bytes}
+    new = {**after.breakdown_bytes, **after.overhead_bytes}
+    saved = [(term, value - new.get(term, 0)) for term, value in old.items()]
+    return sorted([(t, b) for t, b in saved if b > at_least_bytes], key=lambda item: -item[1])

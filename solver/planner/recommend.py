@@ -7,8 +7,9 @@ How a query runs (docs/architecture.md draws it):
    memory per peak moment (memory/estimate.py, the same function `estimate` uses), fastest
    first, skipping what provably cannot be chosen.
 3. CP-SAT (`cpsat_model`, run by `solve`) picks the plan: memory and host RAM constraints,
-   fastest first, then the best quality within the tolerance (16-bit over 8 over 4, full over
-   LoRA, larger rank, AMP over pure_bf16, 32-bit AdamW over 8-bit, more headroom); the plan is
+   fastest first, then the best quality within the tolerance (`candidates.QUALITY_ORDER`: 16-bit
+   over 8 over 4, full over LoRA, larger rank, AMP over pure_bf16, 32-bit AdamW, less offload,
+   lower ZeRO stage, more headroom; else the faster); the plan is
    re-evaluated by `estimate`, exactly as `fitplan estimate` would.
 4. When nothing fits, `explain` names the binding constraint and the smallest changes that fit
    (`questions`: longest sequence, fewest GPUs, a pin dropped).

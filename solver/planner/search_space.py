@@ -11,17 +11,29 @@ is left out here is left out of both. What is left out when not pinned, and why:
   expect on Ampere+), else SDPA.
 - ZeRO-1: the memory model gives it exactly ZeRO-2's per-GPU memory (DeepSpeed's estimator
   treats stages 1 and 2 alike) and no speed advantage; ZeRO-2 stands for both.
-- fp32 precision, SGD, Adafactor and paged 8-bit AdamW: chosen by the user, not for speed.
+- fp32 precision, SGD, Adafactor and paged 8-bit AdamW: chosen by the user, not for speed;
+  except fp32 for a model whose fp16 is broken, on a card without bf16 (problem/cautions.py).
+- Known-worse choices an expert avoids when there is a choice (problem/cautions.py): SDPA on
+  Gemma-2 (no soft-capping: FA2, else eager, as LLaMA-Factory's `flash_attn: auto` does), and
+  bitsandbytes 8-bit below compute capability 7.5 (a slow fallback the speed model does not see);
+  pinned, they are planned with the caution printed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..problem.cautions import fp16_overflow, sdpa_drops_softcapping, slow_int8
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
 from ..problem.knobs import LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, Attention, Method, Offload, Optimizer, Precision
-from ..problem.rules import attention_allowed, bits_allowed, combination_problems, precision_allowed
+from ..problem.rules import (
+    attention_allowed,
+    bits_allowed,
+    combination_problems,
+    precision_allowed,
+    undocumented_problems,
+)
 from ..specs.gpu import GpuSet
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
@@ -123,6 +135,8 @@ def combination_allowed(knobs: Knobs) -> bool:
     it is worth searching: DeepSpeed on one GPU only for offload (ZeRO shards nothing on one GPU)."""
     if knobs.n_gpus == 1 and knobs.zero_stage > 0 and knobs.offload == Offload.none:
         return False
+    if undocumented_problems(method=knobs.method, zero_stage=knobs.zero_stage, offload=knobs.offload):
+        return False  # never propose what no framework documents (problem/rules.py)
     return not combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
                                     offload=knobs.offload, optim=knobs.optim, precision=knobs.precision)
 
@@ -179,6 +193,11 @@ def search_space(instance: Instance) -> SearchSpace:
     else:
         methods = list(FREE_METHODS)
     methods = [(m, b) for m, b in methods if bits_allowed(gpus, b)]
+    if instance.model.prequantized is not None and instance.model.prequantized.quantized_in_training:
+        # a GPTQ/AWQ base trains with LoRA on its own storage, never under ZeRO-3 (problem/rules.py)
+        methods = [(m, b) for m, b in methods if (m, b) == (Method.lora, 16)]
+    if pins.bits is None:
+        methods = [(m, b) for m, b in methods if not slow_int8(gpus, b)] or methods
     if pins.lora_rank is not None:
         ranks = (pins.lora_rank,)
     else:
@@ -186,19 +205,25 @@ def search_space(instance: Instance) -> SearchSpace:
     ckpt = (pins.grad_ckpt,) if pins.grad_ckpt is not None else (False, True)
     if pins.attn is not None:
         attns = (pins.attn,)
+    elif attention_allowed(gpus, Attention.fa2):
+        attns = (Attention.fa2,)
     else:
-        attns = (Attention.fa2,) if attention_allowed(gpus, Attention.fa2) else (Attention.sdpa,)
+        attns = (Attention.eager,) if sdpa_drops_softcapping(instance.model, Attention.sdpa) else (Attention.sdpa,)
     zero_offloads = tuple((s, o) for s, o in FREE_ZERO_OFFLOAD
                           if (pins.zero_stage is None or s == pins.zero_stage)
                           and (pins.offload is None or o == pins.offload))
     if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
+    if instance.model.prequantized is not None and instance.model.prequantized.quantized_in_training:
+        zero_offloads = tuple((s, o) for s, o in zero_offloads if s != 3)
     optims = (pins.optim,) if pins.optim is not None else FREE_OPTIMIZERS
     if pins.precision is not None:
         precisions = (pins.precision,)
     elif precision_allowed(gpus, Precision.bf16):
         precisions = (Precision.bf16, Precision.pure_bf16)
+    elif (overflow := fp16_overflow(instance.model)) is not None and overflow.unusable:
+        precisions = (Precision.fp32,)
     else:
         precisions = (Precision.fp16,)
     precisions = tuple(p for p in precisions if precision_allowed(gpus, p))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..memory.estimate import estimate
 from ..problem.answers import Recommendation, RunnerUp
 from ..problem.instance import Instance, check_pins
-from ..problem.settings import SolverSettings
+from ..problem.settings import SolverSettings, min_free_bytes
 from ..speed.step_time import step_time
 from .candidates import Candidates, build_candidates
 from .cpsat_model import PlanModel
@@ -22,6 +22,7 @@ def answer_with_candidates(instance: Instance, settings: SolverSettings | None =
     candidates = build_candidates(instance, settings)
     tables = candidates.tables
     common = dict(headroom_fraction=settings.headroom_fraction, memory_budget_bytes=candidates.budget_bytes,
+                  min_free_bytes=min_free_bytes(not instance.workload.packing),
                   host_ram_limit_bytes=candidates.host_ram_limit_bytes, global_batch=candidates.space.global_batch)
     solve_args = dict(tolerance=settings.quality_tolerance, time_limit_s=settings.time_limit_s,
                       workers=settings.workers)

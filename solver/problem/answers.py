@@ -133,6 +133,7 @@ class Recommendation(BaseModel):
     headroom_fraction: float
     memory_budget_bytes: int
     host_ram_limit_bytes: int
+    min_free_bytes: int = 0  # kept free beside the headroom with variable-length samples (settings.py)
 
     def time_to_train_s(self, tokens: int) -> float | None:
         """Seconds to train on `tokens` tokens at the plan's speed."""
@@ -152,6 +153,7 @@ class Recommendation(BaseModel):
             "step_time_breakdown_s": {k: round(v, 4) for k, v in self.step_time_breakdown_s.items()},
             "headroom_fraction": self.headroom_fraction,
             "memory_budget_gib": to_gib(self.memory_budget_bytes),
+            "min_free_gib": to_gib(self.min_free_bytes),
             "host_ram_limit_gib": to_gib(self.host_ram_limit_bytes),
             "runners_up": [{"plan": r.plan.model_dump(mode="json"), "tokens_per_s": round(r.tokens_per_s, 1),
                             "step_time_s": round(r.step_time_s, 4), "peak_gib": to_gib(r.peak_bytes)}

@@ -101,6 +101,9 @@ def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]
                                          lora_targets=config.lora_targets)
     if config.method == Method.freeze:
         problems += rules.model_problems(model, method=config.method, freeze_layers=config.freeze_layers)
+    if config.method == Method.full:
+        problems += rules.model_problems(model, method=config.method)
+    problems += rules.prequantized_problems(model, zero_stage=config.zero_stage)
     return problems
 
 

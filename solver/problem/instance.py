@@ -11,6 +11,7 @@ from ..errors import InvalidConfigurationError
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from . import rules
+from .cautions import sdpa_drops_softcapping
 from .config import TrainConfig, make_config
 from .knobs import Attention, Method, Offload, Optimizer, Precision
 
@@ -76,15 +77,30 @@ def completed_pins(pins: dict) -> dict:
 
 def config_for_estimate(instance: Instance) -> TrainConfig:
     """A full configuration from the pins, LLaMA-Factory's defaults for the rest: LoRA rank 8 on
-    all linear modules, checkpointing on, micro batch 1, SDPA, AdamW, bf16 where the GPU has it
-    (else fp16), no ZeRO, all GPUs."""
+    all linear modules, checkpointing on, micro batch 1, SDPA (eager on Gemma-2), AdamW, bf16
+    where the GPU has it (else fp16), no ZeRO, all GPUs."""
     pins = completed_pins(instance.pins.pinned())
     pins.setdefault("precision", rules.default_precision(instance.gpus))
+    if sdpa_drops_softcapping(instance.model, pins.get("attn", Attention.sdpa)) and "attn" not in pins:
+        # LLaMA-Factory's `flash_attn: auto` on Gemma-2: FA2 if installed, else eager (cautions.py);
+        # estimated as eager, the larger, as `check` reads `auto` (llamafactory/read_yaml.py)
+        pins["attn"] = Attention.eager
     pins.setdefault("n_gpus", instance.gpus.total_gpus)
     if instance.workload.global_batch and "grad_accum" not in pins:
         per_step = pins.get("micro_batch", 1) * pins["n_gpus"]
         pins["grad_accum"] = max(1, -(-instance.workload.global_batch // per_step))
-    return make_config(**instance.workload.data_shape(), **pins)
+    config = make_config(**instance.workload.data_shape(), **pins)
+    _refuse_undocumented(config.model_dump())
+    return config
+
+
+def _refuse_undocumented(knobs: dict) -> None:
+    """A combination no framework documents is bad input, stated with its source (problem/rules.py)."""
+    if {"method", "zero_stage", "offload"} <= set(knobs):
+        problems = rules.undocumented_problems(method=knobs["method"], zero_stage=knobs["zero_stage"],
+                                               offload=knobs["offload"])
+        if problems:
+            raise InvalidConfigurationError(problems[0])
 
 
 COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision")
@@ -96,6 +112,8 @@ def check_pins(instance: Instance) -> None:
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
                                        n_gpus=pins.n_gpus)
     problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
+    problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
+                                            zero_stage=pins.zero_stage)
     if problems:
         raise InvalidConfigurationError(problems[0])
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})
@@ -103,3 +121,4 @@ def check_pins(instance: Instance) -> None:
         # a free ZeRO stage will be the lowest that offloads it: 2 for the optimizer, 3 for all
         combined["zero_stage"] = 3 if combined["offload"] == Offload.all else 2
     make_config(**combined)  # LLaMA-Factory's rejections of the pinned knobs, as one line
+    _refuse_undocumented(combined)

@@ -51,6 +51,25 @@ def combination_problems(*, method: Method, bits: int, zero_stage: int, offload:
     return problems
 
 
+# ---- combinations no framework documents (fitplan never proposes them, and refuses them as pins) --
+
+def undocumented_problems(*, method: Method, zero_stage: int, offload: Offload) -> list[str]:
+    """Combinations LLaMA-Factory and DeepSpeed accept but no framework documents as working, so
+    fitplan's memory model has nothing to be checked against. ZeRO-3 with CPU offload of a
+    bitsandbytes-quantized base: PEFT's guide "Use PEFT QLoRA and DeepSpeed with ZeRO3" runs
+    without offload (`offload_optimizer_device: none`, `offload_param_device: none`) and its
+    Caveats say "DeepSpeed Stage 3 and qlora when used with CPU offloading leads to more GPU memory
+    usage when compared to disabling CPU offloading" (huggingface/peft
+    docs/source/accelerate/deepspeed.md); LLaMA-Factory's maintainer answers "use fsdp+qlora"
+    (hiyouga/LlamaFactory issue #5595); transformers issue #24395 reports 4-bit + ZeRO-3 with
+    `offload_param_device: cpu` using more GPU memory (notes/llamafactory/facts.md B.6)."""
+    if method == Method.qlora and zero_stage == 3 and offload != Offload.none:
+        return ["ZeRO-3 with CPU offload of a bitsandbytes-quantized base is undocumented (PEFT's ZeRO-3 + QLoRA "
+                "guide uses no offload and warns that CPU offload there uses more GPU memory; LLaMA-Factory #5595: "
+                "use FSDP+QLoRA): use --offload none, --zero 2, or a 16-bit --method lora"]
+    return []
+
+
 def data_shape_problem(seq_len: int, mean_sample_len: int | None) -> str | None:
     if mean_sample_len is not None and mean_sample_len > seq_len:
         return f"mean_sample_len {mean_sample_len} exceeds seq_len {seq_len}"
@@ -104,11 +123,34 @@ def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn:
 # ---- the model -----------------------------------------------------------------------------------
 
 
+def prequantized_problems(model: ModelSpec, *, method: Method | None = None,
+                          zero_stage: int | None = None) -> list[str]:
+    """What LLaMA-Factory 0.9.5 refuses on a GPTQ/AWQ checkpoint (specs/prequantized.py):
+    `model/adapter.py` "Quantized models can only be used for the LoRA or OFT tuning.";
+    `model_utils/quantization.py` "DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized
+    models." (mxfp4/fp8 exempt: loaded dequantized); and `quantization_bit` on one is ignored
+    ("`quantization_bit` will not affect on the PTQ-quantized models."), so QLoRA is a LoRA."""
+    quant = model.prequantized
+    if quant is None or not quant.quantized_in_training:
+        return []
+    problems = []
+    if method in (Method.full, Method.freeze):
+        problems.append(f"{model.name} is {quant.describe()}-quantized: Quantized models can only be used for the "
+                        "LoRA or OFT tuning (LLaMA-Factory): use --method lora")
+    if method == Method.qlora:
+        problems.append(f"{model.name} is already {quant.describe()}-quantized; LLaMA-Factory ignores quantization_bit "
+                        "on it: use --method lora (its own storage is planned)")
+    if zero_stage == 3:
+        problems.append("DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized models (LLaMA-Factory): "
+                        "use --zero 0, 1 or 2")
+    return problems
+
+
 def model_problems(model: ModelSpec, *, method: Method | None = None, lora_rank: int | None = None,
                    lora_targets: tuple[str, ...] | None = None, freeze_layers: int | None = None) -> list[str]:
     """Every reason these knob values (None = not asked) do not fit the model's architecture."""
     uses_lora = method in (Method.lora, Method.qlora) or method is None
-    problems = []
+    problems = prequantized_problems(model, method=method)
     if uses_lora and lora_rank is not None and lora_rank > model.hidden_size:
         problems.append(f"LoRA rank {lora_rank} exceeds the hidden size {model.hidden_size} of {model.name}")
     if uses_lora and lora_targets is not None and not model.modules_matching(lora_targets):

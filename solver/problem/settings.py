@@ -1,5 +1,15 @@
 """How to search (`SolverSettings`) and the budget policy, stated once: how much of each GPU a
-plan may use, and how much host RAM per node offload may assume."""
+plan may use, and how much host RAM per node offload may assume.
+
+The budget policy, printed with every plan (cli/render.py):
+- headroom: `headroom_fraction` (default 5 %) of each GPU stays free of the required peak
+  (tensors + steady allocator reserve + workspaces + CUDA context, memory/estimate.py);
+- with variable-length samples (no packing), at least MIN_FREE_BYTES_VARIABLE_LENGTH stays free
+  as well, whatever the fraction: on small cards 5 % is less than that (an 8 GB P4: 0.37 GiB);
+- the cached variable-length segments (memory/overheads.py) are reported as max_memory_reserved
+  but do not decide fits: the caching allocator frees them and retries before it raises an OOM,
+  and launch.sh sets `expandable_segments:True`, which removes most of the fragmentation.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,10 @@ from ..units import GIB
 # 2 TB for 8 x 80 GB) their GPU memory as system memory (DGX user guides, hardware overview).
 HOST_RAM_PER_GPU_MEMORY = 2
 HOST_RAM_MIN_BYTES = 64 * GIB
+# Free bytes kept on each GPU beside the required peak when samples vary in length: the lead's
+# policy for issue 12 ("plans with < 0.5 GiB free when variable-length samples are expected" are
+# thin margins an expert would not run), a policy figure, not a measurement.
+MIN_FREE_BYTES_VARIABLE_LENGTH = GIB // 2
 
 
 class SolverSettings(BaseModel):
@@ -28,9 +42,16 @@ class SolverSettings(BaseModel):
     host_ram_bytes: int | None = Field(default=None, gt=0)  # per node; None = default_host_ram_bytes
 
 
-def memory_budget_bytes(gpus: GpuSet, headroom_fraction: float) -> int:
-    """Bytes a plan may require per GPU: the capacity less the headroom, rounded down."""
-    return int(gpus.gpu.memory_bytes * (1 - headroom_fraction))
+def min_free_bytes(variable_length: bool) -> int:
+    """Bytes kept free beside the headroom fraction (module docstring)."""
+    return MIN_FREE_BYTES_VARIABLE_LENGTH if variable_length else 0
+
+
+def memory_budget_bytes(gpus: GpuSet, headroom_fraction: float, *, variable_length: bool = False) -> int:
+    """Bytes a plan may require per GPU: the capacity less the headroom, rounded down, and with
+    variable-length samples at least MIN_FREE_BYTES_VARIABLE_LENGTH below the capacity."""
+    capacity = gpus.gpu.memory_bytes
+    return min(int(capacity * (1 - headroom_fraction)), capacity - min_free_bytes(variable_length))
 
 
 def default_host_ram_bytes(gpus: GpuSet) -> int:

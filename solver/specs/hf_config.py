@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigFileError, validation_message
 from .model import Family, ModelSpec
+from .prequantized import DEQUANTIZED_AT_LOAD, MODELLED_METHODS, Prequantized
 
 Config = dict[str, Any]
 
@@ -166,6 +167,38 @@ _FAMILIES: dict[str, Callable[[Config], dict[str, Any]]] = {
 SUPPORTED_MODEL_TYPES = tuple(_FAMILIES)
 
 
+def quantization_from_config(cfg: Config, file: Path) -> Prequantized | None:
+    """The checkpoint's `quantization_config` (None without one), or one line refusing a method
+    whose storage fitplan does not model (specs/prequantized.py), instead of a wrong figure.
+
+    Keys as transformers 5.6 `GPTQConfig` / `AwqConfig` write them: `quant_method`, `bits`,
+    `group_size` (-1 = per-column); AWQ's legacy `w_bit` / `q_group_size` and `version`."""
+    quant = cfg.get("quantization_config")
+    if not quant:
+        return None
+    if not isinstance(quant, dict):
+        raise ConfigFileError(f"{file}: quantization_config must be an object")
+    method = str(quant.get("quant_method", "")).lower()
+    if method in DEQUANTIZED_AT_LOAD:
+        return Prequantized(method=method, bits=16)
+    if method not in MODELLED_METHODS:
+        raise ConfigFileError(
+            f"{file} is a pre-quantized checkpoint (quantization_config quant_method {method or 'missing'!r}) whose "
+            f"storage fitplan does not model (it models {', '.join(MODELLED_METHODS)}); "
+            "plan its 16-bit original instead"
+        )
+    bits = quant.get("bits", quant.get("w_bit"))
+    group = quant.get("group_size", quant.get("q_group_size", -1))
+    version = str(quant.get("version") or quant.get("format") or "gemm").lower()
+    if not isinstance(bits, int) or not isinstance(group, int) or (group < 1 and group != -1):
+        raise ConfigFileError(f"{file}: quantization_config needs integer bits and group_size (-1 or positive)")
+    if method == "gptq" and bits not in (2, 3, 4, 8):
+        raise ConfigFileError(f"{file}: GPTQ with {bits} bits is not modelled (2, 3, 4 or 8)")
+    if method == "awq" and (bits != 4 or version != "gemm"):
+        raise ConfigFileError(f"{file}: AWQ {bits}-bit {version} is not modelled (4-bit GEMM, the autoawq layout)")
+    return Prequantized(method=method, bits=bits, group_size=group)
+
+
 def _read_config(path: Path) -> tuple[Config, Path]:
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
@@ -204,7 +237,8 @@ def model_from_config_file(path: Path) -> ModelSpec:
     name = str(cfg.get("_name_or_path") or file.parent.name or file.stem)
     try:
         draft = ModelSpec(name=name, model_type=model_type, official_params=1,
-                          official_params_source=_COMPUTED, source=str(file), **fields)
+                          official_params_source=_COMPUTED, source=str(file),
+                          prequantized=quantization_from_config(cfg, file), **fields)
         return draft.model_copy(update={"official_params": draft.total_params()})
     except ValidationError as exc:
         raise ConfigFileError(f"{file}: {validation_message(exc, 'config')}; check the config.json values") from exc

@@ -12,6 +12,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from .prequantized import Prequantized
+
 
 class NormType(str, Enum):
     rmsnorm = "rmsnorm"
@@ -86,6 +88,7 @@ class ModelSpec(BaseModel):
     official_params: int = Field(gt=0)  # published parameter count
     official_params_source: str
     source: str  # where the architecture numbers come from (config.json URL or path)
+    prequantized: Prequantized | None = None  # config.json `quantization_config` (GPTQ, AWQ, ...)
 
     # linear_modules() is asked thousands of times per recommend query; the spec is frozen, so
     # its modules are built once.

@@ -111,3 +111,17 @@ def test_bf16_on_a_p4_cannot_run_as_written(tmp_path, capsys):
     path.write_text("model_name_or_path: Qwen/Qwen2.5-0.5B\nbf16: true\n")
     code, _, err = run(capsys, "check", str(path), "--gpus", "1xP4")
     assert code == 2 and "bf16" in err
+
+
+def test_what_ooms_first_names_the_term_the_nearest_fit_moves_not_only_the_largest(tmp_path, capsys):
+    # issue 12: a 14B LoRA at micro batch 4 on a 40 GB card; its largest term is the 16-bit base, which no
+    # batch change moves; the nearest fit lowers the micro batch, which shrinks the logits and activations
+    path = tmp_path / "train.yaml"
+    path.write_text("model_name_or_path: Qwen/Qwen2.5-14B\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+                    "lora_target: all\ncutoff_len: 2048\nper_device_train_batch_size: 4\nbf16: true\n")
+    assert main(["check", str(path), "--gpus", "1xA100-40G", "--json"]) == 3
+    payload = json.loads(capsys.readouterr().out)
+    assert "largest term base weights" in payload["oom_first"]
+    moved = payload["oom_first"].split("the smallest change that fits")[1]
+    assert "micro_batch 4 -> " in moved and "logits + loss by" in moved and "base weights" not in moved
+    assert payload["nearest_fit"]["changed"] == ["micro_batch"]

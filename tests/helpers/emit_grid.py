@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 from fitplan.solver.problem.config import TrainConfig, violations
+from fitplan.solver.problem.rules import undocumented_problems
 from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
@@ -21,6 +22,8 @@ def valid_config(model, gpus, **knobs) -> TrainConfig | None:
         config = TrainConfig(**knobs)
     except ValueError:
         return None
+    if undocumented_problems(method=config.method, zero_stage=config.zero_stage, offload=config.offload):
+        return None  # never planned nor emitted (problem/rules.py)
     return None if violations(model, gpus, config) else config
 
 

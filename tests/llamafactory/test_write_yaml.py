@@ -149,7 +149,7 @@ def test_sections_follow_the_llamafactory_examples():
 def test_single_node_launch_uses_torchrun_and_hides_unused_gpus():
     model, gpus = load_model("qwen2.5-0.5b"), parse_gpu_set("8xA100-80G")
     _, files = emitted(model, gpus, TrainConfig(n_gpus=8, zero_stage=2))
-    assert "FORCE_TORCHRUN=1" in files[LAUNCH_SH] and "llamafactory-cli train train.yaml" in files[LAUNCH_SH]
+    assert "FORCE_TORCHRUN=1" in files[LAUNCH_SH] and 'llamafactory-cli train "$PLAN_DIR/train.yaml"' in files[LAUNCH_SH]
     assert "CUDA_VISIBLE_DEVICES" not in files[LAUNCH_SH] and "NNODES" not in files[LAUNCH_SH]
     _, files = emitted(model, gpus, TrainConfig(n_gpus=3))
     assert "export CUDA_VISIBLE_DEVICES=0,1,2" in files[LAUNCH_SH] and "NPROC_PER_NODE=3" in files[LAUNCH_SH]
@@ -170,3 +170,32 @@ def test_packing_is_emitted_and_a_mean_sample_length_is_a_comment():
     assert values["packing"] is True
     values, files = emitted(model, gpus, TrainConfig(mean_sample_len=300))
     assert "packing" not in values and "samples of 300 tokens on average" in files[TRAIN_YAML]
+
+
+def test_optim_says_what_runs_under_deepspeed_offload():
+    # With an `optimizer` block HF ignores `optim` (transformers 5.6 integrations/deepspeed.py: DummyOptim)
+    # and DeepSpeed builds DeepSpeedCPUAdam (facts B.1): the file must not claim a fused torch AdamW runs.
+    model, gpus = load_model("qwen2.5-7b"), parse_gpu_set("4xA100-80G")
+    for offload, stage in ((Offload.optimizer, 2), (Offload.optimizer, 3), (Offload.all, 3)):
+        config = TrainConfig(method=Method.full, zero_stage=stage, offload=offload, n_gpus=4)
+        values, files = emitted(model, gpus, config)
+        ds = json.loads(files[DS_CONFIG_JSON])
+        assert ds["optimizer"]["type"] == "AdamW"
+        assert values["optim"] == "adamw_torch"
+        line = next(line for line in files[TRAIN_YAML].splitlines() if line.startswith("optim:"))
+        assert "DeepSpeedCPUAdam" in line and "fused" not in line
+    # without the block, HF's optimizer is what runs: the fused one
+    values, files = emitted(model, gpus, TrainConfig(method=Method.full, zero_stage=3, n_gpus=4))
+    assert "optimizer" not in json.loads(files[DS_CONFIG_JSON]) and values["optim"] == "adamw_torch_fused"
+
+
+def test_reading_an_offload_plan_back_warns_of_nothing_it_wrote(tmp_path):
+    from fitplan.solver.llamafactory.read_yaml import read_llamafactory_config
+
+    model, gpus = load_model("qwen2.5-7b"), parse_gpu_set("4xA100-80G")
+    config = TrainConfig(method=Method.full, zero_stage=3, offload=Offload.optimizer, n_gpus=4)
+    for name, text in llamafactory_files(model, gpus, config, EmitPlaceholders()).items():
+        (tmp_path / name).write_text(text)
+    run = read_llamafactory_config(tmp_path / TRAIN_YAML, n_gpus=4)
+    assert run.config.optim == Optimizer.adamw and run.config.offload == Offload.optimizer
+    assert not [w for w in run.warnings if "adamw_torch" in w], run.warnings

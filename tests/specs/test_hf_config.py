@@ -21,6 +21,8 @@ ARCHITECTURE_FIELDS = (
 
 FIXTURE_TO_CATALOG = {
     "llama-2-7b.json": "llama-2-7b",
+    "llama-2-7b-gptq.json": "llama-2-7b",  # + quantization_config (tests/memory/test_prequantized.py)
+    "llama-2-7b-awq.json": "llama-2-7b",
     "qwen1.5-7b-chat.json": "qwen1.5-7b",
     "qwen2.5-32b.json": "qwen2.5-32b",
     "qwen3-8b.json": "qwen3-8b",

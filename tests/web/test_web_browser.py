@@ -70,7 +70,7 @@ def test_the_8xp4_question_shows_the_plan_the_memory_bar_and_the_plots(live_serv
 
     cli = _cli_lines(capsys, ["recommend", "--model", "qwen2.5-7b", "--gpus", "8xP4", "--seq-len", "1024", "--top", "5"])
     assert browser.find_element(By.ID, "plan-line").text == cli[0]
-    assert cli[0].startswith("qwen2.5-7b on 8xP4: qlora")
+    assert cli[0].startswith("qwen2.5-7b on 8xP4: lora")
     facts = browser.find_element(By.ID, "facts").text
     assert next(line for line in cli if line.startswith("speed:")) in facts
     assert next(line for line in cli if line.startswith("host RAM per node")) in facts

@@ -35,7 +35,7 @@ def test_the_bar_has_one_segment_per_term_in_the_cli_order_and_words(p4_plan):
     values = [*est.breakdown_bytes.values(), *est.overhead_bytes.values()]
     assert [t.find(f"{SVG}title").text for t in terms] == [
         f"{term_label(n)} {v / 2**30:.2f} GiB" for n, v in zip(names, values)]
-    assert "memory budget per GPU:" in svg and "7.06 GiB (5% headroom)" in svg
+    assert "memory budget per GPU:" in svg and f"{p4_plan.memory_budget_bytes / 2**30:.2f} GiB (5% headroom)" in svg
     assert f"= required {est.peak_bytes / 2**30:.2f} GiB" in svg and "FITS" in svg
 
 
@@ -60,8 +60,11 @@ def test_the_longest_fitting_length_is_the_last_multiple_of_128_that_estimate_fi
                             budget_bytes=budget)
     assert [c.method for c in curves] == ["full", "lora", "qlora"]
     for curve in curves:
-        assert curve.error is None and curve.longest_fitting is not None
         knobs = {**setup_knobs(p4_plan.plan), "method": curve.method, "bits": 4 if curve.method == "qlora" else 16}
+        if curve.method == "qlora":  # the plan's ZeRO-3 + offload is undocumented for a 4-bit base (rules.py)
+            assert curve.error and "undocumented" in curve.error and not curve.points
+            continue
+        assert curve.error is None and curve.longest_fitting is not None
         at = fitplan.estimate("qwen2.5-7b", "8xP4", seq_len=curve.longest_fitting, **knobs)
         beyond = fitplan.estimate("qwen2.5-7b", "8xP4", seq_len=curve.longest_fitting + GRANULARITY, **knobs)
         assert at.peak_bytes <= budget < beyond.peak_bytes

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import fitplan
+
 from fitplan.cli.recommend import recommend_command
 from fitplan.web.questions import RecommendQuestion
 
@@ -61,9 +63,10 @@ def test_the_question_takes_every_recommend_option_with_the_cli_ranges():
 def test_the_8xp4_form_answers_with_the_plan_line_and_the_bar(client):
     page = client.post("/", data=P4_FORM, files=NO_FILE)
     assert page.status_code == 200
-    assert ('<p class="plan-line fits" id="plan-line">qwen2.5-7b on 8xP4: qlora r32 4-bit, seq 1024, micro-batch 2, '
+    assert ('<p class="plan-line fits" id="plan-line">qwen2.5-7b on 8xP4: lora r32, seq 1024, micro-batch 2, '
             'accum 4, ckpt, sdpa, fp16, adamw, ZeRO-3, offload all, 8 GPUs</p>') in page.text
-    assert page.text.count('class="term"') == 9
+    est = fitplan.recommend("qwen2.5-7b", "8xP4", seq_len=1024).estimate
+    assert page.text.count('class="term"') == len(est.breakdown_bytes) + len(est.overhead_bytes)
     assert 'id="runners-up"' in page.text and 'class="runners-up-plot"' in page.text
     question = json.loads(re.search(r'name="question" value="([^"]*)"', page.text).group(1).replace("&quot;", '"'))
     assert question["gpus"] == "8xP4" and question["seq_len"] == "1024"
