@@ -5,7 +5,7 @@ Scripts use --json, which the answer types build (fitplan.solver.problem.answers
 from __future__ import annotations
 
 from fitplan.solver.memory.terms import label_of
-from fitplan.solver.problem.answers import Estimate, Recommendation
+from fitplan.solver.problem.answers import RANKING_BY_MEMORY, Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
 from fitplan.solver.problem.settings import SolverSettings
 from fitplan.solver.specs.gpu import GpuSpec
@@ -57,14 +57,20 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
         if result.explanation:
             lines += [f"  try: {s}" for s in result.explanation.suggestions]
         return "\n".join(lines)
-    lines = [render_estimate(result.estimate), "",
-             f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
-             f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
-             f"(global batch {result.plan.global_batch}, {result.status})"]
-    parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
-    lines.append("  step: " + ", ".join(parts))
-    if tokens:
-        lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
+    lines = [render_estimate(result.estimate), ""]
+    if result.speed_known:
+        lines.append(f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
+                     f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
+                     f"(global batch {result.plan.global_batch}, {result.status})")
+        parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
+        lines.append("  step: " + ", ".join(parts))
+        if tokens:
+            lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
+    else:
+        lines.append(f"speed: unknown (global batch {result.plan.global_batch}, {result.status}); ranked by "
+                     + RANKING_BY_MEMORY)
+    if result.inter_node_gbit_per_s is not None:
+        lines.append(f"inter-node network: {result.inter_node_gbit_per_s:,.0f} Gb/s per node ({result.inter_node_source})")
     lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} "
                  f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
                  f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
@@ -73,8 +79,8 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
                      f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
                      "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
         for k, runner in enumerate(result.runners_up, start=2):
-            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
-                         f"{describe_config(runner.plan)}")
+            speed = f"{runner.tokens_per_s:,.0f} tokens/s" if result.speed_known else "speed unknown"
+            lines.append(f"  {k}. {speed}, peak {format_gib(runner.peak_bytes)}: {describe_config(runner.plan)}")
     return "\n".join(lines)
 
 

@@ -155,10 +155,9 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
         "grad_accum": f"global batch {config.global_batch} = micro {config.micro_batch} x accum "
                       f"{config.grad_accum} x {config.n_gpus} GPU(s)",
         "grad_ckpt": "checkpointing off: it fits without recomputation, so the step is faster",
-        "attn": {Attention.fa2: f"FlashAttention-2 (compute capability {gpu.compute_capability} >= 8.0)",
+        "attn": {Attention.fa2: f"FlashAttention-2 ({gpu.capability_label})",
                  Attention.sdpa: "PyTorch SDPA" + ("" if gpu.flash_attention_2 else
-                                                  f" (no FlashAttention-2 below compute capability 8.0; "
-                                                  f"{gpu.name} has {gpu.compute_capability})"),
+                                                  f" ({gpu.feature_gap('fa2')})"),
                  Attention.eager: "eager attention (the plan uses no fused kernel)"}[config.attn],
         "zero_stage": f"DeepSpeed ZeRO-{config.zero_stage}" if config.zero_stage else "",
         "optim": "fused AdamW: in-place step, no extra fp32 temporaries" if config.optim == Optimizer.adamw

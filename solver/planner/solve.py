@@ -22,7 +22,11 @@ def answer_with_candidates(instance: Instance, settings: SolverSettings | None =
     candidates = build_candidates(instance, settings)
     tables = candidates.tables
     common = dict(headroom_fraction=settings.headroom_fraction, memory_budget_bytes=candidates.budget_bytes,
-                  host_ram_limit_bytes=candidates.host_ram_limit_bytes, global_batch=candidates.space.global_batch)
+                  host_ram_limit_bytes=candidates.host_ram_limit_bytes, global_batch=candidates.space.global_batch,
+                  speed_known=instance.gpus.gpu.rates_known)
+    if instance.gpus.nodes > 1:  # the network between nodes the speed model assumed, shown with the plan
+        common.update(inter_node_gbit_per_s=instance.gpus.network_gbit_per_s,
+                      inter_node_source=instance.gpus.network_source())
     solve_args = dict(tolerance=settings.quality_tolerance, time_limit_s=settings.time_limit_s,
                       workers=settings.workers)
     plan_model = PlanModel(tables, candidates.budget_bytes, candidates.host_ram_limit_bytes) if tables else None

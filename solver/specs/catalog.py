@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigFileError, UnknownGpuError, UnknownModelError
+from .budget import budget_gpu, is_budget
 from .gpu import GpuSet, GpuSpec
 from .model import ModelSpec
 
@@ -96,7 +97,8 @@ _GPU_SET = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(?:(\d+)\s*[x×*]\s*)?(.+?)\s*
 
 
 def parse_gpu_set(text: str) -> GpuSet:
-    """`8xP4` (8 GPUs), `2x8xH100` (2 nodes of 8), `A100-80G` (one GPU)."""
+    """`8xP4` (8 GPUs), `2x8xH100` (2 nodes of 8), `A100-80G` (one GPU), `1x24GiB` / `2x80GB:bf16+fa2`
+    (a VRAM budget: specs/budget.py)."""
     match = _GPU_SET.match(text or "")
     if not match or not match.group(3):
         raise UnknownGpuError(f"cannot read GPU set '{text}': write COUNTxGPU or NODESxCOUNTxGPU, e.g. 8xP4, 2x8xH100")
@@ -107,4 +109,5 @@ def parse_gpu_set(text: str) -> GpuSet:
         nodes, per_node = 1, int(first) if first is not None else 1
     if nodes < 1 or per_node < 1:
         raise UnknownGpuError(f"GPU set '{text}' has no GPUs: counts must be at least 1, e.g. 8xP4")
-    return GpuSet(gpu=load_gpu(name), nodes=nodes, gpus_per_node=per_node)
+    gpu = budget_gpu(name) if is_budget(name) else load_gpu(name)
+    return GpuSet(gpu=gpu, nodes=nodes, gpus_per_node=per_node)
