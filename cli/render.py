@@ -117,18 +117,20 @@ def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, s
 # ---- catalogs ----------------------------------------------------------------------------------
 
 def render_models(models: list[ModelSpec]) -> str:
-    lines = [f"{'name':<18} {'params':>8} {'layers':>6} {'hidden':>6} {'heads/kv':>8} {'vocab':>7}  aliases"]
+    lines = [f"{'name':<30} {'params':>8} {'layers':>6} {'hidden':>6} {'heads/kv':>8} {'vocab':>7} {'template':<13} Hub id"]
     for m in models:
-        lines.append(f"{m.name:<18} {m.total_params() / 1e9:>7.2f}B {m.num_layers:>6} {m.hidden_size:>6} "
-                     f"{m.num_attention_heads:>4}/{m.num_kv_heads:<3} {m.vocab_size:>7}  {', '.join(m.aliases[:3])}")
+        lines.append(f"{m.name:<30} {m.total_params() / 1e9:>7.2f}B {m.num_layers:>6} {m.hidden_size:>6} "
+                     f"{m.num_attention_heads:>4}/{m.num_kv_heads:<3} {m.vocab_size:>7} {m.template or '-':<13} {m.hf_id}")
     return "\n".join(lines)
 
 
 def render_gpus(gpus: list[GpuSpec]) -> str:
-    lines = [f"{'name':<16} {'GiB':>6} {'cc':>4} {'bf16':>4} {'FA2':>4} {'fp16 TF':>8} {'fp32 TF':>7} {'GB/s':>6}  aliases"]
+    lines = [f"{'name':<16} {'GiB':>6} {'cc':>6} {'bf16':>4} {'FA2':>4} {'fp16 TF':>8} {'fp32 TF':>7} {'GB/s':>6} "
+             f"{'net Gb/s':>8}  aliases"]
     for g in gpus:
-        lines.append(f"{g.name:<16} {g.memory_bytes / GIB:>6.1f} {g.compute_capability:>4} "
+        lines.append(f"{g.name:<16} {g.memory_bytes / GIB:>6.1f} {g.compute_capability:>6} "
                      f"{'yes' if g.bf16_hardware else 'no':>4} {'yes' if g.flash_attention_2 else 'no':>4} "
-                     f"{g.fp16_tflops:>8.1f} {g.fp32_tflops:>7.1f} {g.memory_bandwidth_gbps:>6.0f}  {', '.join(g.aliases[:3])}")
+                     f"{g.fp16_tflops:>8.1f} {g.fp32_tflops:>7.1f} {g.memory_bandwidth_gbps:>6.0f} "
+                     f"{g.inter_node_gbit_per_s_per_node:>8.0f}  {', '.join(g.aliases[:3])}")
     return "\n".join(lines)
 

@@ -62,7 +62,11 @@ class EmitPlaceholders(BaseModel):
 
 
 def default_template(model: ModelSpec) -> str:
-    """LLaMA-Factory's chat template for the model's family (`data/template.py` names)."""
+    """LLaMA-Factory's chat template for the model: the catalog's, per named model (checked against
+    LLaMA-Factory 0.9.5's registry, catalogs/llamafactory_0.9.5_templates.yaml), else the family's
+    (`data/template.py` names) for a config.json the catalog does not know."""
+    if model.template:
+        return model.template
     name = model.name.lower()
     if model.family == Family.qwen:
         return "qwen"
@@ -181,7 +185,7 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     why = {**default_reasons(model, gpus, config), **(reasons or {})}
     y = _Yaml()
     y.section("model")
-    model_path = placeholders.model_path or model.hf_id or model.name
+    model_path = placeholders.model_path or model.model_name_or_path
     y.key("model_name_or_path", model_path,
           "" if placeholders.model_path else "PLACEHOLDER: Hub id or local path of the weights (--model-path)")
     y.key("trust_remote_code", True, "needed by Qwen1/Baichuan/ChatGLM code; harmless for others")

@@ -65,7 +65,7 @@ class ModelVariant(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     template: str | None = None  # LLaMA-Factory 0.9.5 `template` for it
     lf_model: str | None = None  # LLaMA-Factory's name for it (extras/constants.py), when it registers it
-    template_note: str = ""  # why `template`, where LLaMA-Factory registers no template for it
+    template_note: str = ""  # why `template`, where LLaMA-Factory registers none (default: the entry's, same template)
     source: str = ""  # why it has the entry's architecture, where that is not the same config.json
 
 
@@ -139,7 +139,8 @@ class ModelSpec(BaseModel):
         """This entry as `variant` names it: same architecture, the variant's name, Hub id and template."""
         return self.model_copy(update={
             "name": variant.name, "aliases": list(variant.aliases), "hf_id": variant.hf_id,
-            "template": variant.template, "lf_model": variant.lf_model, "template_note": variant.template_note,
+            "template": variant.template, "lf_model": variant.lf_model,
+            "template_note": variant.template_note or (self.template_note if variant.template == self.template else ""),
             "variants": [], "variant_of": self.name})
 
     # ---- derived sizes -------------------------------------------------------------------
