@@ -111,6 +111,7 @@ class ModelSpec(BaseModel):
     final_logit_softcapping: float | None = None  # Gemma-2
     max_position_embeddings: int = Field(default=4096, gt=0)
     official_params: int = Field(gt=0)  # published parameter count
+    official_params_rounded_to: int = Field(default=0, ge=0)  # the published count is rounded ("3.8B": 100_000_000)
     official_params_source: str
     source: str  # where the architecture numbers come from (config.json URL or path)
 
