@@ -74,7 +74,10 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} "
                  f"({result.headroom_fraction:.0%} headroom); host RAM assumed "
                  f"{format_gib(result.host_ram_limit_bytes, digits=0)} per node")
-    if result.runners_up:
+    if result.runners_up and not result.speed_known:
+        lines.append("runners-up (speed unknown: the plan above is the best in the quality order: 16-bit over 8 over "
+                     "4-bit, larger rank, AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
+    elif result.runners_up:
         lines.append("runners-up (the plan above is the best quality among plans within "
                      f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
                      "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
