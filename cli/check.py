@@ -21,20 +21,21 @@ from fitplan.solver.specs.gpu import GpuSet
 from fitplan.solver.specs.model import ModelSpec
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS, EXIT_OK
+from .options import revision_option
 from .render import oom_first, render_check
 
 
-def _resolve_model(run: LlamaFactoryRun, model_option: str | None) -> ModelSpec:
+def _resolve_model(run: LlamaFactoryRun, model_option: str | None, revision: str | None = None) -> ModelSpec:
     if model_option:
-        return load_model(model_option)
+        return load_model(model_option, revision=revision)
     if not run.model_name_or_path:
         raise UnknownModelError(f"{run.source} has no model_name_or_path: pass --model NAME_OR_CONFIG_JSON")
     try:
-        return load_model(run.model_name_or_path)
+        return load_model(run.model_name_or_path, revision=revision)
     except (UnknownModelError, FitplanError) as exc:
         raise UnknownModelError(
-            f"model_name_or_path '{run.model_name_or_path}' is not in fitplan's catalog: pass --model with a "
-            f"catalog name or a path to its config.json ({exc})"
+            f"model_name_or_path '{run.model_name_or_path}' of {run.source} cannot be resolved: {exc} "
+            "(or pass --model with a catalog name or a path to its config.json)"
         ) from None
 
 
@@ -47,9 +48,11 @@ def _estimate_for_file(model: ModelSpec, gpus: GpuSet, run: LlamaFactoryRun) -> 
 
 @click.command("check")
 @click.argument("yaml_path", metavar="TRAIN_YAML")
-@click.option("--gpus", "gpus", required=True, help="GPU set the file will run on: 4xA10, 2x8xH100.")
+@click.option("--gpus", "gpus", required=True, help="GPU set the file will run on: 4xA10, 2x8xH100, or a VRAM budget 1x24GiB.")
 @click.option("--model", "model", default=None,
-              help="Catalog name or config.json path, when model_name_or_path is not a catalog model.")
+              help="Catalog name, Hugging Face id or config.json path, instead of the file's model_name_or_path "
+                   "(which is resolved the same way: catalog, then the Hugging Face cache or Hub).")
+@revision_option
 @click.option("--n-gpus", type=click.IntRange(min=1), default=None,
               help="GPUs the run uses (default: all of --gpus).")
 @click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
@@ -57,15 +60,15 @@ def _estimate_for_file(model: ModelSpec, gpus: GpuSet, run: LlamaFactoryRun) -> 
 @click.option("--nearest/--no-nearest", default=True, show_default=True,
               help="When it does not fit, search the nearest configuration that does.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | None, mean_sample_len: int | None,
-                  nearest: bool, as_json: bool) -> int:
+def check_command(yaml_path: str, gpus: str, model: str | None, revision: str | None, n_gpus: int | None,
+                  mean_sample_len: int | None, nearest: bool, as_json: bool) -> int:
     """Does an existing LLaMA-Factory training YAML fit on these GPUs?"""
     gpu_set = parse_gpu_set(gpus)
     used = n_gpus or gpu_set.total_gpus
     if used > gpu_set.total_gpus:
         raise InvalidConfigurationError(f"--n-gpus {used} is more than the {gpu_set.total_gpus} GPUs in {gpu_set.label()}")
     probe = read_llamafactory_config(yaml_path, n_gpus=used)
-    spec = _resolve_model(probe, model)
+    spec = _resolve_model(probe, model, revision)
     run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type,
                                    mean_sample_len=mean_sample_len, prequantized=spec.prequantized is not None)
     result = _estimate_for_file(spec, gpu_set, run)

@@ -19,11 +19,11 @@ from .render import render_estimate
 @data_shape_options
 @knob_options
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
-def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
-                     mean_sample_len: int | None, as_json: bool, **knobs) -> int:
+def estimate_command(model: str, gpus: str, revision: str | None, seq_len: int, global_batch: int | None,
+                     packing: bool, mean_sample_len: int | None, as_json: bool, **knobs) -> int:
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                              mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
+                              mean_sample_len=mean_sample_len, revision=revision, **pins_from_kwargs(knobs))
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:

@@ -6,19 +6,32 @@ import json
 
 import click
 
-from fitplan.solver.specs.catalog import gpu_catalog, model_catalog
+from fitplan.solver.specs.catalog import gpu_catalog, model_catalog, named_models
 
 from .exit_codes import EXIT_OK
 from .render import render_gpus, render_models
 
 
+def model_listing(spec) -> dict:
+    """One named model as `fitplan models --json` lists it: every ModelSpec field (its Hub id,
+    chat template, the architecture and the sources of its numbers) and the computed count; a
+    variant also says which entry's architecture it has (`variant_of`) and why (`variant_source`)."""
+    row = spec.model_dump(mode="json", exclude={"variants", "local_dir", "revision"}) | {"params": spec.total_params()}
+    if spec.variant_of:
+        entry = model_catalog()[spec.variant_of]
+        row["variant_source"] = next(v.source for v in entry.variants if v.name == spec.name) or (
+            f"same config.json architecture as {entry.name} ({entry.hf_id})")
+    return row
+
+
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
 def models_command(as_json: bool) -> int:
-    """List the catalog models (name, aliases, key numbers, source)."""
-    models = list(model_catalog().values())
+    """List every named model of the catalog (base and chat/instruct releases): Hub id, chat
+    template, key numbers, sources."""
+    models = list(named_models().values())
     if as_json:
-        click.echo(json.dumps([m.model_dump(mode="json") | {"params": m.total_params()} for m in models], indent=2))
+        click.echo(json.dumps([model_listing(m) for m in models], indent=2))
     else:
         click.echo(render_models(models))
     return EXIT_OK

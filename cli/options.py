@@ -17,10 +17,28 @@ def _targets(_ctx, _param, value):
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+GPUS_HELP = ("GPU set: 8xP4, 4xA10, 1xA100-80G, 2x8xH100 (nodes x GPUs), or a VRAM budget: 1x24GiB, 2x80GB "
+             "(GiB = 2^30 bytes, GB = 10^9), a generic card with bf16+fa2+bnb and unknown speed (plans ranked by "
+             "memory fit); change its features with a suffix: 1x16GiB:fp16, 4x24GB:bf16+bnb, 1x12GiB:none.")
+MODEL_HELP = ("Catalog name (fitplan models), a Hugging Face id (Qwen/Qwen3-8B: its config.json from the local HF "
+              "cache, else downloaded; HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE honoured), or a path to a config.json.")
+
+
+def revision_option(func):
+    return click.option("--revision", default=None,
+                        help="Hub revision (branch, tag or commit) of a Hugging Face id's config.json (default main).")(func)
+
+
+def inter_node_option(func):
+    return click.option("--inter-node-gbps", "inter_node_gbps", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="Network out of each node, all NICs together, in Gb/s (gigabits, as NICs are sold: "
+                             "8 x 400 Gb/s = 3200). Default: the GPU kind's reference system (fitplan gpus --json).")(func)
+
+
 def model_and_gpus(func):
-    func = click.option("--gpus", "gpus", required=True, help="GPU set: 8xP4, 4xA10, 1xA100-80G, 2x8xH100 (nodes x GPUs).")(func)
-    func = click.option("--model", "model", required=True,
-                        help="Catalog name (fitplan models) or a path to a Hugging Face config.json.")(func)
+    func = revision_option(func)
+    func = click.option("--gpus", "gpus", required=True, help=GPUS_HELP)(func)
+    func = click.option("--model", "model", required=True, help=MODEL_HELP)(func)
     return func
 
 

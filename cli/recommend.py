@@ -15,7 +15,8 @@ from fitplan.solver.units import GIB
 
 from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .options import (data_shape_options, inter_node_option, knob_options, model_and_gpus, pins_from_kwargs,
+                      workload_options)
 from .render import render_answers, render_recommendation
 
 
@@ -47,15 +48,18 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --dataset-samples: report the time for this many epochs.")
 @click.option("--dataset-samples", type=click.IntRange(min=1), default=None, help="Samples in the dataset.")
+@inter_node_option
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 @emit_options
-def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
-                      mean_sample_len: int | None, top_k: int, headroom: float, host_ram_gib: float | None,
-                      ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float, tokens: int | None,
-                      epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> int:
+def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int, global_batch: int | None,
+                      packing: bool, mean_sample_len: int | None, top_k: int, headroom: float,
+                      host_ram_gib: float | None, ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float,
+                      tokens: int | None, epochs: float | None, dataset_samples: int | None,
+                      inter_node_gbps: float | None, as_json: bool, **knobs) -> int:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                                     mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
+                                     mean_sample_len=mean_sample_len, revision=revision,
+                                     inter_node_gbps=inter_node_gbps, **pins_from_kwargs(knobs))
     settings = SolverSettings(time_limit_s=time_limit, headroom_fraction=headroom, top_k=top_k,
                               host_ram_bytes=int(host_ram_gib * GIB) if host_ram_gib else None)
     train_tokens = _tokens(tokens, epochs, dataset_samples, seq_len)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fitplan.solver.memory.terms import label_of
 from fitplan.solver.planner.candidates import QUALITY_ORDER
 from fitplan.solver.planner.questions import terms_moved
-from fitplan.solver.problem.answers import Estimate, Recommendation
+from fitplan.solver.problem.answers import RANKING_BY_MEMORY, Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
 from fitplan.solver.problem.settings import SolverSettings
 from fitplan.solver.specs.gpu import GpuSpec
@@ -68,24 +68,33 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
         if result.explanation:
             lines += [f"  try: {s}" for s in result.explanation.suggestions]
         return "\n".join(lines)
-    lines = [render_estimate(result.estimate), "",
-             f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
-             f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
-             f"(global batch {result.plan.global_batch}, {result.status})"]
-    parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
-    lines.append("  step: " + ", ".join(parts))
-    if tokens:
-        lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
+    lines = [render_estimate(result.estimate), ""]
+    if result.speed_known:
+        lines.append(f"speed: {result.tokens_per_s:,.0f} tokens/s over {result.plan.n_gpus} GPU"
+                     f"{'s' if result.plan.n_gpus > 1 else ''}, {result.step_time_s:.2f} s per optimizer step "
+                     f"(global batch {result.plan.global_batch}, {result.status})")
+        parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
+        lines.append("  step: " + ", ".join(parts))
+        if tokens:
+            lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
+    else:
+        lines.append(f"speed: unknown (global batch {result.plan.global_batch}, {result.status}); ranked by "
+                     + RANKING_BY_MEMORY)
+    if result.inter_node_gbit_per_s is not None:
+        lines.append(f"inter-node network: {result.inter_node_gbit_per_s:,.0f} Gb/s per node ({result.inter_node_source})")
     lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} ({budget_policy(result)}); "
                  f"host RAM assumed {format_gib(result.host_ram_limit_bytes, digits=0)} per node")
     if result.runners_up:
         order = ", ".join(words for _, words in QUALITY_ORDER)
-        lines.append("runners-up (the plan above is the best quality among plans within "
-                     f"{SolverSettings().quality_tolerance:.0%} of the fastest, the first difference deciding: "
-                     f"{order}; else the faster):")
+        if result.speed_known:
+            lines.append("runners-up (the plan above is the best quality among plans within "
+                         f"{SolverSettings().quality_tolerance:.0%} of the fastest, the first difference deciding: "
+                         f"{order}; else the faster):")
+        else:
+            lines.append(f"runners-up (speed unknown: the plan above is the best in the quality order: {order}):")
         for k, runner in enumerate(result.runners_up, start=2):
-            lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
-                         f"{describe_config(runner.plan)}")
+            speed = f"{runner.tokens_per_s:,.0f} tokens/s" if result.speed_known else "speed unknown"
+            lines.append(f"  {k}. {speed}, peak {format_gib(runner.peak_bytes)}: {describe_config(runner.plan)}")
     return "\n".join(lines)
 
 
@@ -136,18 +145,20 @@ def render_check(result: Estimate, nearest: tuple[Estimate, list[str]] | None, s
 # ---- catalogs ----------------------------------------------------------------------------------
 
 def render_models(models: list[ModelSpec]) -> str:
-    lines = [f"{'name':<18} {'params':>8} {'layers':>6} {'hidden':>6} {'heads/kv':>8} {'vocab':>7}  aliases"]
+    lines = [f"{'name':<30} {'params':>8} {'layers':>6} {'hidden':>6} {'heads/kv':>8} {'vocab':>7} {'template':<13} Hub id"]
     for m in models:
-        lines.append(f"{m.name:<18} {m.total_params() / 1e9:>7.2f}B {m.num_layers:>6} {m.hidden_size:>6} "
-                     f"{m.num_attention_heads:>4}/{m.num_kv_heads:<3} {m.vocab_size:>7}  {', '.join(m.aliases[:3])}")
+        lines.append(f"{m.name:<30} {m.total_params() / 1e9:>7.2f}B {m.num_layers:>6} {m.hidden_size:>6} "
+                     f"{m.num_attention_heads:>4}/{m.num_kv_heads:<3} {m.vocab_size:>7} {m.template or '-':<13} {m.hf_id}")
     return "\n".join(lines)
 
 
 def render_gpus(gpus: list[GpuSpec]) -> str:
-    lines = [f"{'name':<16} {'GiB':>6} {'cc':>4} {'bf16':>4} {'FA2':>4} {'fp16 TF':>8} {'fp32 TF':>7} {'GB/s':>6}  aliases"]
+    lines = [f"{'name':<16} {'GiB':>6} {'cc':>6} {'bf16':>4} {'FA2':>4} {'fp16 TF':>8} {'fp32 TF':>7} {'GB/s':>6} "
+             f"{'net Gb/s':>8}  aliases"]
     for g in gpus:
-        lines.append(f"{g.name:<16} {g.memory_bytes / GIB:>6.1f} {g.compute_capability:>4} "
+        lines.append(f"{g.name:<16} {g.memory_bytes / GIB:>6.1f} {g.compute_capability:>6} "
                      f"{'yes' if g.bf16_hardware else 'no':>4} {'yes' if g.flash_attention_2 else 'no':>4} "
-                     f"{g.fp16_tflops:>8.1f} {g.fp32_tflops:>7.1f} {g.memory_bandwidth_gbps:>6.0f}  {', '.join(g.aliases[:3])}")
+                     f"{g.fp16_tflops:>8.1f} {g.fp32_tflops:>7.1f} {g.memory_bandwidth_gbps:>6.0f} "
+                     f"{g.inter_node_gbit_per_s_per_node:>8.0f}  {', '.join(g.aliases[:3])}")
     return "\n".join(lines)
 

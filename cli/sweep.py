@@ -18,7 +18,7 @@ from fitplan.solver.problem.settings import SolverSettings
 from fitplan.solver.units import GIB
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import data_shape_options, knob_options, pins_from_kwargs
+from .options import data_shape_options, inter_node_option, knob_options, pins_from_kwargs, revision_option
 from .render_sweep import csv_header, csv_line, jsonl_line
 
 
@@ -46,8 +46,12 @@ def _stream_is_terminal(stream) -> bool:
 
 
 @click.command("sweep")
-@click.option("--models", required=True, help="Comma-separated models: qwen2.5-7b,llama-2-13b (catalog names or config.json paths).")
-@click.option("--gpus", required=True, help="Comma-separated GPU sets: 8xP4,4xA10,1xA100-80G,2x8xH100.")
+@click.option("--models", required=True,
+              help="Comma-separated models: qwen2.5-7b,Qwen/Qwen3-8B (catalog names, Hugging Face ids or config.json paths).")
+@revision_option
+@click.option("--gpus", required=True,
+              help="Comma-separated GPU sets: 8xP4,4xA10,1xA100-80G,2x8xH100, or VRAM budgets 1x24GiB,2x80GB (see recommend --help).")
+@inter_node_option
 @click.option("--seq-lens", default="2048", show_default=True, help="Comma-separated tokens per sample: 1024,2048,4096.")
 @click.option("--global-batch", type=click.IntRange(min=1), default=None, help="Samples per optimizer step over all GPUs.")
 @data_shape_options
@@ -65,9 +69,10 @@ def _stream_is_terminal(stream) -> bool:
               help="Worker processes answering rows (default: the number of CPUs). Rows keep their order.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
               help="csv (with a header) or one JSON object per line.")
-def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | None, packing: bool,
-                  mean_sample_len: int | None, search: bool, headroom: float | None, host_ram_gib: float | None,
-                  time_limit: float | None, jobs: int | None, fmt: str, **knobs) -> int:
+def sweep_command(models: str, revision: str | None, gpus: str, inter_node_gbps: float | None, seq_lens: str,
+                  global_batch: int | None, packing: bool, mean_sample_len: int | None, search: bool,
+                  headroom: float | None, host_ram_gib: float | None, time_limit: float | None, jobs: int | None,
+                  fmt: str, **knobs) -> int:
     """The best plan, or why nothing fits, for every model x GPU set x sequence length.
 
     Exit 0 when at least one row fits, 3 when none does, 2 on bad input."""
@@ -81,7 +86,8 @@ def sweep_command(models: str, gpus: str, seq_lens: str, global_batch: int | Non
         settings = SolverSettings(**{k: v for k, v in chosen.items() if v is not None})
     rows_iter = fitplan.sweep(model_names, gpu_names, seq_lens=lengths, global_batch=global_batch, packing=packing,
                               mean_sample_len=mean_sample_len, search=search, settings=settings,
-                              jobs=jobs or os.cpu_count() or 1, **pins_from_kwargs(knobs))
+                              jobs=jobs or os.cpu_count() or 1, revision=revision, inter_node_gbps=inter_node_gbps,
+                              **pins_from_kwargs(knobs))
     total = len(model_names) * len(gpu_names) * len(lengths)
     render = csv_line if fmt == "csv" else jsonl_line
     # A bar only for a person watching: stderr on a terminal. When stdout is that same terminal

@@ -14,13 +14,13 @@ from fitplan.solver.problem.instance import Instance, Pins, Workload, config_for
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
-from .options import knob_options, pins_from_kwargs, workload_options
+from .options import MODEL_HELP, knob_options, pins_from_kwargs, revision_option, workload_options
 from .render_trace import comparison, render
 
 
 @click.command("trace")
-@click.option("--model", "model", required=True,
-              help="Catalog name (fitplan models) or a path to a Hugging Face config.json.")
+@click.option("--model", "model", required=True, help=MODEL_HELP)
+@revision_option
 @click.option("--gpus", "gpus", default="1xA100-80G", show_default=True,
               help="GPU set for the formula side (the trace itself runs on this CPU).")
 @workload_options
@@ -28,8 +28,8 @@ from .render_trace import comparison, render
 @click.option("--optimizer-impl", type=click.Choice(["fused", "foreach"]), default="fused", show_default=True,
               help="torch AdamW implementation to trace (HF's default adamw_torch_fused = fused).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (bytes).")
-def trace_command(model: str, gpus: str, seq_len: int, global_batch: int | None, optimizer_impl: str,
-                  as_json: bool, **knobs) -> int:
+def trace_command(model: str, revision: str | None, gpus: str, seq_len: int, global_batch: int | None,
+                  optimizer_impl: str, as_json: bool, **knobs) -> int:
     """Trace one real training step of the model code on fake tensors (no GPU, no weights) and
     compare its tensor-memory peak with the formula's, term by term."""
     from fitplan.solver.oracle.step import TraceUnavailableError, require_trace_dependencies, trace_training_step
@@ -39,7 +39,7 @@ def trace_command(model: str, gpus: str, seq_len: int, global_batch: int | None,
     except TraceUnavailableError as exc:
         click.echo(str(exc), err=True)
         return EXIT_BAD_INPUT
-    instance = Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
+    instance = Instance(model=load_model(model, revision=revision), gpus=parse_gpu_set(gpus),
                         workload=Workload(seq_len=seq_len, global_batch=global_batch),
                         pins=Pins(**pins_from_kwargs(knobs)))
     config = config_for_estimate(instance)

@@ -14,8 +14,10 @@ The Python API, the same calls the `fitplan` command makes::
     for row in fitplan.sweep(["qwen2.5-7b", "llama-2-13b"], ["8xP4", "1xA100-80G"], seq_lens=[1024, 4096]):
         print(row.model, row.gpus, row.seq_len, row.status, row.peak_gib)
 
-Models and GPU sets may be given as names (`"qwen2.5-7b"`, `"8xP4"`, `"2x8xH100"`, a path to a
-Hugging Face `config.json`) or as the objects `load_model` / `parse_gpu_set` return. Knobs are
+Models and GPU sets may be given as names (`"qwen2.5-7b"`, `"Qwen/Qwen3-8B"`, a path to a
+Hugging Face `config.json`; `"8xP4"`, `"2x8xH100"`, a VRAM budget `"1x24GiB"`) or as the objects
+`load_model` / `parse_gpu_set` return. `revision=` picks the Hub revision of a Hugging Face id's
+config.json; `inter_node_gbps=` the network out of each node (Gb/s) for `recommend` and `sweep`. Knobs are
 keyword arguments named like the command-line flags (`method`, `bits`, `lora_rank`,
 `lora_targets`, `micro_batch`, `grad_accum`, `grad_ckpt`, `attn`, `zero_stage`, `offload`,
 `optim`, `precision`, `n_gpus`); enum values may be strings (`method="qlora"`). Bad input raises
@@ -68,18 +70,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fitplan' has no attribute {name!r}")
 
 
-def _as_model(model: "str | ModelSpec") -> "ModelSpec":
+def _as_model(model: "str | ModelSpec", revision: str | None = None) -> "ModelSpec":
     from fitplan.solver.specs.catalog import load_model
     from fitplan.solver.specs.model import ModelSpec
 
-    return model if isinstance(model, ModelSpec) else load_model(str(model))
+    return model if isinstance(model, ModelSpec) else load_model(str(model), revision=revision)
 
 
-def _as_gpus(gpus: "str | GpuSet") -> "GpuSet":
+def _as_gpus(gpus: "str | GpuSet", inter_node_gbps: float | None = None) -> "GpuSet":
+    from fitplan.solver.errors import InvalidConfigurationError
     from fitplan.solver.specs.catalog import parse_gpu_set
     from fitplan.solver.specs.gpu import GpuSet
 
-    return gpus if isinstance(gpus, GpuSet) else parse_gpu_set(str(gpus))
+    gpu_set = gpus if isinstance(gpus, GpuSet) else parse_gpu_set(str(gpus))
+    if inter_node_gbps is None:
+        return gpu_set
+    if not inter_node_gbps > 0:
+        raise InvalidConfigurationError(f"inter_node_gbps {inter_node_gbps} is not a positive rate in Gb/s, e.g. 3200")
+    return gpu_set.model_copy(update={"inter_node_gbit_per_s": float(inter_node_gbps)})
 
 
 def _pins(knobs: dict):
@@ -105,9 +113,11 @@ def _pins(knobs: dict):
 
 def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
                   global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-                  **knobs) -> "Instance":
+                  revision: str | None = None, inter_node_gbps: float | None = None, **knobs) -> "Instance":
     """The question `estimate` and `recommend` answer, from names or objects and knob keywords.
-    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len)."""
+    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len); `revision`
+    is the Hub revision of a Hugging Face id's config.json (--revision); `inter_node_gbps` the
+    network out of each node in gigabits per second (--inter-node-gbps; default: the GPU's)."""
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
@@ -118,25 +128,26 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
                             mean_sample_len=mean_sample_len)
     except ValidationError as exc:
         raise InvalidConfigurationError(validation_message(exc)) from None
-    return Instance(model=_as_model(model), gpus=_as_gpus(gpus), workload=workload, pins=_pins(knobs))
+    return Instance(model=_as_model(model, revision), gpus=_as_gpus(gpus, inter_node_gbps), workload=workload,
+                    pins=_pins(knobs))
 
 
 def estimate(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
              global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-             **knobs) -> "Estimate":
+             revision: str | None = None, **knobs) -> "Estimate":
     """Per-GPU memory of one configuration: the knobs given, LLaMA-Factory's defaults for the
     rest (what `fitplan estimate` prints). Raises FitplanError when it cannot run at all."""
     from fitplan.solver.memory.estimate import estimate as _estimate
     from fitplan.solver.problem.instance import config_for_estimate
 
     instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                             mean_sample_len=mean_sample_len, **knobs)
+                             mean_sample_len=mean_sample_len, revision=revision, **knobs)
     return _estimate(instance.model, instance.gpus, config_for_estimate(instance))
 
 
 def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
               global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-              settings=None, **knobs):
+              settings=None, revision: str | None = None, inter_node_gbps: float | None = None, **knobs):
     """The fastest configuration that fits, deciding every knob not given (what `fitplan
     recommend` prints). Returns a Recommendation: `status`, `plan` (None when nothing fits),
     `estimate`, `tokens_per_s`, `runners_up`, `explanation`. `settings` is a
@@ -144,13 +155,15 @@ def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 
     from fitplan.solver.planner.recommend import recommend as _recommend
 
     instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                             mean_sample_len=mean_sample_len, **knobs)
+                             mean_sample_len=mean_sample_len, revision=revision, inter_node_gbps=inter_node_gbps,
+                             **knobs)
     return _recommend(instance, settings)
 
 
 def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (2048,),
           global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-          search: bool = True, settings=None, jobs: int = 1, **knobs) -> Iterator["SweepRow"]:
+          search: bool = True, settings=None, jobs: int = 1, revision: str | None = None,
+          inter_node_gbps: float | None = None, **knobs) -> Iterator["SweepRow"]:
     """One SweepRow per (model, GPU set, sequence length), in that nesting order: the best plan
     (`search=True`, as `recommend`) or the knobs given with defaults (`search=False`, as
     `estimate`), or the reason nothing fits. Names are resolved before the first row, so a typo
@@ -158,8 +171,8 @@ def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (20
     from fitplan.solver.planner.sweep import SweepRequest, run_sweep
 
     request = SweepRequest(
-        models=[_as_model(m) for m in models],
-        gpu_sets=[_as_gpus(g) for g in gpu_sets],
+        models=[_as_model(m, revision) for m in models],
+        gpu_sets=[_as_gpus(g, inter_node_gbps) for g in gpu_sets],
         seq_lens=list(seq_lens),
         global_batch=global_batch,
         packing=packing,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 GIB = 2**30
 MIB = 2**20
+GB = 10**9  # SI gigabyte, as cards are marketed ("80GB"): only for reading a VRAM budget
 
 FP32_BYTES = 4  # float32
 HALF_BYTES = 2  # bfloat16 / float16

@@ -14,6 +14,7 @@ from .questions import KNOB_FIELDS, WORKLOAD_FIELDS, QuestionError, RecommendQue
 PAGE_DEFAULTS = {"top": "5"}
 SEARCH_FIELDS = ("top_k", "headroom", "host_ram_gib", "time_limit", "tokens", "epochs", "dataset_samples")
 FILE_FIELDS = ("emit", "dataset", "template", "model_path", "output_dir", "dataset_dir")
+HUB_AND_NETWORK_FIELDS = ("revision", "inter_node_gbps")
 GPU_FORM_FIELDS = ("gpu", "gpu_count", "nodes")  # composed into --gpus: NODESxCOUNTxGPU
 
 
@@ -61,6 +62,7 @@ def form_sections() -> list[tuple[str, list[FormField]]]:
         ("knobs: pin a choice (empty = the recommender decides; estimate takes LLaMA-Factory's default)",
          [fields[n] for n in KNOB_FIELDS]),
         ("search", [fields[n] for n in SEARCH_FIELDS]),
+        ("Hub revision and network", [fields[n] for n in HUB_AND_NETWORK_FIELDS]),
         ("files (the zip of recommend --emit)", [fields[n] for n in FILE_FIELDS]),
     ]
 

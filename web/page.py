@@ -55,7 +55,8 @@ def _form(values: dict[str, str], errors: dict, config_text: str | None) -> Mark
 
 
 def _model_fieldset(values: dict, errors: dict, config_text: str | None) -> Markup:
-    names = sorted({alias for spec in model_catalog().values() for alias in [spec.name, *spec.aliases]})
+    names = sorted({alias for spec in model_catalog().values()
+                    for alias in [spec.name, *spec.aliases, *(variant.name for variant in spec.variants)]})
     uploaded = None
     if config_text is not None:
         uploaded = tag("p", f"using the uploaded config.json ({len(config_text):,} characters); "

@@ -51,6 +51,7 @@ class EstimateQuestion(BaseModel):
     model: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)  # catalog name or alias, or a Hub id
     config_json: str | None = None  # or the text of an uploaded Hugging Face config.json
     gpus: str = Field(max_length=MAX_TEXT_CHARS)
+    revision: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)  # Hub revision of a Hugging Face id
     seq_len: int = Field(default=2048, ge=1)
     global_batch: int | None = Field(default=None, ge=1)
     packing: bool = False
@@ -105,6 +106,7 @@ class EstimateQuestion(BaseModel):
 class RecommendQuestion(EstimateQuestion):
     """`fitplan recommend`'s options (less `-o/--out`: the server writes no files of yours)."""
 
+    inter_node_gbps: float | None = Field(default=None, gt=0)  # network out of each node, Gb/s
     top_k: int = Field(default=1, ge=1, alias="top")
     headroom: float = Field(default=0.05, ge=0, le=0.9)
     host_ram_gib: float | None = Field(default=None, ge=1)
@@ -120,6 +122,9 @@ class RecommendQuestion(EstimateQuestion):
     model_path: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     output_dir: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     dataset_dir: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+
+    def api_keywords(self) -> dict:
+        return super().api_keywords() | {"inter_node_gbps": self.inter_node_gbps}
 
     def settings(self, max_time_limit_s: float, max_top_k: int) -> SolverSettings:
         """The solver settings, the time limit and the number of plans capped by the server."""
@@ -160,11 +165,11 @@ def load_question_model(question: EstimateQuestion, *, read_files: bool = False)
         return _model_from_config_text(question.config_json)
     name = question.model.strip()
     if read_files:
-        return fitplan.load_model(name)
+        return fitplan.load_model(name, revision=question.revision)
     if name.endswith(".json") or _is_server_path(name):
         raise UnknownModelError(f"'{name}' is a file name: the page and the API read no files on the server; "
                                 "upload the config.json (config_json) or give a catalog name or Hub id")
-    return fitplan.load_model(name)
+    return fitplan.load_model(name, revision=question.revision)
 
 
 def _is_server_path(name: str) -> bool:
@@ -179,8 +184,8 @@ def _model_from_config_text(text: str):
         path = Path(folder) / UPLOADED_MODEL_NAME / "config.json"
         path.parent.mkdir()
         path.write_text(text)
-        try:
-            return fitplan.load_model(str(path))
+        try:  # the temporary folder is gone after the answer: no local_dir for the emitted model_name_or_path
+            return fitplan.load_model(str(path)).model_copy(update={"local_dir": ""})
         except ConfigFileError as exc:  # the message names our temporary file: name the upload instead
             raise ConfigFileError(str(exc).replace(str(path), "uploaded config.json")) from None
 

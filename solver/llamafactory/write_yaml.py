@@ -91,7 +91,11 @@ class EmitPlaceholders(BaseModel):
 
 
 def default_template(model: ModelSpec) -> str:
-    """LLaMA-Factory's chat template for the model's family (`data/template.py` names)."""
+    """LLaMA-Factory's chat template for the model: the catalog's, per named model (checked against
+    LLaMA-Factory 0.9.5's registry, catalogs/llamafactory_0.9.5_templates.yaml), else the family's
+    (`data/template.py` names) for a config.json the catalog does not know."""
+    if model.template:
+        return model.template
     name = model.name.lower()
     if model.family == Family.qwen:
         return "qwen"
@@ -200,10 +204,9 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
         "grad_accum": f"global batch {config.global_batch} = micro {config.micro_batch} x accum "
                       f"{config.grad_accum} x {config.n_gpus} GPU(s)",
         "grad_ckpt": "checkpointing off: it fits without recomputation, so the step is faster",
-        "attn": {Attention.fa2: f"FlashAttention-2 (compute capability {gpu.compute_capability} >= 8.0)",
+        "attn": {Attention.fa2: f"FlashAttention-2 ({gpu.capability_label})",
                  Attention.sdpa: "PyTorch SDPA" + ("" if gpu.flash_attention_2 else
-                                                  f" (no FlashAttention-2 below compute capability 8.0; "
-                                                  f"{gpu.name} has {gpu.compute_capability})"),
+                                                  f" ({gpu.feature_gap('fa2')})"),
                  Attention.eager: "eager attention (the plan uses no fused kernel)"}[config.attn],
         "zero_stage": f"DeepSpeed ZeRO-{config.zero_stage}, the file beside this one; launch.sh passes its absolute "
                       "path (a relative path opens from the working directory)" if config.zero_stage else "",
@@ -237,7 +240,7 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     why = {**default_reasons(model, gpus, config), **(reasons or {})}
     y = _Yaml()
     y.section("model")
-    model_path = placeholders.model_path or model.hf_id or model.name
+    model_path = placeholders.model_path or model.model_name_or_path
     y.key("model_name_or_path", model_path,
           "" if placeholders.model_path else "PLACEHOLDER: Hub id or local path of the weights (--model-path)")
     y.key("trust_remote_code", True, "needed by Qwen1/Baichuan/ChatGLM code; harmless for others")

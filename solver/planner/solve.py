@@ -23,7 +23,11 @@ def answer_with_candidates(instance: Instance, settings: SolverSettings | None =
     tables = candidates.tables
     common = dict(headroom_fraction=settings.headroom_fraction, memory_budget_bytes=candidates.budget_bytes,
                   min_free_bytes=min_free_bytes(not instance.workload.packing),
-                  host_ram_limit_bytes=candidates.host_ram_limit_bytes, global_batch=candidates.space.global_batch)
+                  host_ram_limit_bytes=candidates.host_ram_limit_bytes, global_batch=candidates.space.global_batch,
+                  speed_known=instance.gpus.gpu.rates_known)
+    if instance.gpus.nodes > 1:  # the network between nodes the speed model assumed, shown with the plan
+        common.update(inter_node_gbit_per_s=instance.gpus.network_gbit_per_s,
+                      inter_node_source=instance.gpus.network_source())
     solve_args = dict(tolerance=settings.quality_tolerance, time_limit_s=settings.time_limit_s,
                       workers=settings.workers)
     plan_model = PlanModel(tables, candidates.budget_bytes, candidates.host_ram_limit_bytes) if tables else None

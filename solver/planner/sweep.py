@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import FitplanError
 from ..memory.estimate import estimate
-from ..problem.answers import Estimate, SweepRow, plan_knobs
+from ..problem.answers import RANKING_BY_MEMORY, Estimate, SweepRow, plan_knobs
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance, Pins, Workload, config_for_estimate
 from ..specs.gpu import GpuSet
@@ -109,6 +109,8 @@ def recommend_row(instance: Instance, settings=None) -> SweepRow:
         return SweepRow(**_heading(instance), status=str(status), fits=False,
                         reason=infeasible_reason(rec.explanation))
     columns = {**_knob_columns(rec.plan), "tokens_per_s": _round(rec.tokens_per_s), "step_time_s": _round(rec.step_time_s, 3)}
+    if not rec.speed_known:  # a VRAM budget: no rates, the plan was ranked by memory fit
+        columns.update(tokens_per_s=None, step_time_s=None, reason="speed unknown, ranked by " + RANKING_BY_MEMORY)
     if rec.estimate is not None:
         columns.update(_memory_columns(rec.estimate))
     return SweepRow(**_heading(instance), status=str(status), fits=True, **columns)

@@ -116,6 +116,11 @@ class RunnerUp(BaseModel):
     peak_bytes: int
 
 
+# What a recommendation on a VRAM budget (`--gpus 1x24GiB`) is ranked by, said in the text and JSON.
+RANKING_BY_MEMORY = ("memory fit only: a VRAM budget has no speed rates, so plans are ranked by the quality "
+                     "order and memory headroom, not by speed")
+
+
 class Recommendation(BaseModel):
     """What `recommend` answers. `plan` is None when nothing fits; `explanation` then says why."""
 
@@ -134,29 +139,40 @@ class Recommendation(BaseModel):
     memory_budget_bytes: int
     host_ram_limit_bytes: int
     min_free_bytes: int = 0  # kept free beside the headroom with variable-length samples (settings.py)
+    # False for a VRAM budget (`--gpus 1x24GiB`): no rates, so plans are ranked by memory fit and
+    # the quality order only, and tokens/s is not reported.
+    speed_known: bool = True
+    inter_node_gbit_per_s: float | None = None  # multi-node sets: network per node the speed model assumed (Gb/s)
+    inter_node_source: str = ""
 
     def time_to_train_s(self, tokens: int) -> float | None:
         """Seconds to train on `tokens` tokens at the plan's speed."""
-        return tokens / self.tokens_per_s if self.tokens_per_s else None
+        return tokens / self.tokens_per_s if self.tokens_per_s and self.speed_known else None
 
     def to_json_dict(self) -> dict:
         """The stable `recommend --json` object."""
         plan = None
         if self.plan is not None:
             plan = {**plan_knobs(self.plan), "seq_len": self.plan.seq_len, "global_batch": self.plan.global_batch}
+        known = self.speed_known
         return {
             "status": self.status,
             "plan": plan,
             "estimate": self.estimate.to_json_dict() if self.estimate else None,
-            "tokens_per_s": round(self.tokens_per_s, 1) if self.tokens_per_s is not None else None,
-            "step_time_s": round(self.step_time_s, 4) if self.step_time_s is not None else None,
-            "step_time_breakdown_s": {k: round(v, 4) for k, v in self.step_time_breakdown_s.items()},
+            "tokens_per_s": round(self.tokens_per_s, 1) if self.tokens_per_s is not None and known else None,
+            "step_time_s": round(self.step_time_s, 4) if self.step_time_s is not None and known else None,
+            "step_time_breakdown_s": {k: round(v, 4) for k, v in self.step_time_breakdown_s.items()} if known else {},
+            "speed_known": known,
+            "ranking": "speed, then the quality order" if known else RANKING_BY_MEMORY,
+            "inter_node_gbit_per_s_per_node": self.inter_node_gbit_per_s,
+            "inter_node_source": self.inter_node_source,
             "headroom_fraction": self.headroom_fraction,
             "memory_budget_gib": to_gib(self.memory_budget_bytes),
             "min_free_gib": to_gib(self.min_free_bytes),
             "host_ram_limit_gib": to_gib(self.host_ram_limit_bytes),
-            "runners_up": [{"plan": r.plan.model_dump(mode="json"), "tokens_per_s": round(r.tokens_per_s, 1),
-                            "step_time_s": round(r.step_time_s, 4), "peak_gib": to_gib(r.peak_bytes)}
+            "runners_up": [{"plan": r.plan.model_dump(mode="json"),
+                            "tokens_per_s": round(r.tokens_per_s, 1) if known else None,
+                            "step_time_s": round(r.step_time_s, 4) if known else None, "peak_gib": to_gib(r.peak_bytes)}
                            for r in self.runners_up],
             "explanation": self.explanation.to_json_dict() if self.explanation else None,
         }

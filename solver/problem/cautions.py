@@ -55,8 +55,10 @@ def fp16_overflow(model: ModelSpec) -> Fp16Overflow | None:
 
 
 def slow_int8(gpus: GpuSet, bits: int) -> bool:
-    """Whether bitsandbytes LLM.int8 would run its slow fallback on these GPUs."""
-    return bits == 8 and gpus.gpu.cc_at_least < INT8_TENSOR_CORE_MIN_CC
+    """Whether bitsandbytes LLM.int8 would run its slow fallback on these GPUs (NVIDIA below 7.5;
+    AMD and VRAM budgets have no compute capability to compare)."""
+    cc = gpus.gpu.cc_at_least
+    return bits == 8 and cc is not None and cc < INT8_TENSOR_CORE_MIN_CC
 
 
 def sdpa_drops_softcapping(model: ModelSpec, attn: Attention) -> bool:

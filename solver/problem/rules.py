@@ -104,17 +104,11 @@ def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn:
     gpu = gpus.gpu
     problems = []
     if precision is not None and not precision_allowed(gpus, precision):
-        problems.append(
-            f"{gpu.name} has no bf16 hardware (compute capability {gpu.compute_capability} < 8.0; torch only "
-            "emulates it): use --precision fp16"
-        )
+        problems.append(f"{gpu.name} has no bf16 hardware ({gpu.feature_gap('bf16')}): use --precision fp16")
     if attn is not None and not attention_allowed(gpus, attn):
-        problems.append(
-            f"FlashAttention-2 needs compute capability >= 8.0 and {gpu.name} has {gpu.compute_capability}: "
-            "use --attn sdpa"
-        )
+        problems.append(f"FlashAttention-2 does not run on {gpu.name} ({gpu.feature_gap('fa2')}): use --attn sdpa")
     if bits is not None and not bits_allowed(gpus, bits):
-        problems.append(f"bitsandbytes 4-bit does not run on {gpu.name}: use --bits 8 or 16")
+        problems.append(f"bitsandbytes 4-bit does not run on {gpu.name} ({gpu.feature_gap('bnb')}): use --bits 8 or 16")
     if n_gpus is not None and n_gpus > gpus.total_gpus:
         problems.append(f"--n-gpus {n_gpus} is more than the {gpus.total_gpus} GPUs in {gpus.label()}")
     return problems

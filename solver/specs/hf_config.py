@@ -219,11 +219,13 @@ def _read_config(path: Path) -> tuple[Config, Path]:
     return cfg, file
 
 
-def model_from_config_file(path: Path) -> ModelSpec:
+def model_from_config_file(path: Path, *, hf_id: str = "", revision: str = "") -> ModelSpec:
     """The `ModelSpec` described by a Hugging Face `config.json` (or a directory holding one).
 
     `official_params` is the count computed from the architecture, since a config file carries
-    no published count.
+    no published count. A config.json the user gave by path keeps its folder (`local_dir`, what
+    LLaMA-Factory's `model_name_or_path` will say); one read from the Hub cache (specs/hub.py) is
+    named by its Hub id instead.
     """
     cfg, file = _read_config(Path(path))
     model_type = str(cfg.get("model_type", "")).lower()
@@ -234,10 +236,11 @@ def model_from_config_file(path: Path) -> ModelSpec:
             "(MoE types are not supported yet)"
         )
     fields = _FAMILIES[model_type](cfg)
-    name = str(cfg.get("_name_or_path") or file.parent.name or file.stem)
+    name = hf_id or str(cfg.get("_name_or_path") or file.parent.name or file.stem)
+    where = dict(hf_id=hf_id, revision=revision) if hf_id else dict(local_dir=str(file.parent.resolve()))
     try:
         draft = ModelSpec(name=name, model_type=model_type, official_params=1,
-                          official_params_source=_COMPUTED, source=str(file),
+                          official_params_source=_COMPUTED, source=str(file), **where,
                           prequantized=quantization_from_config(cfg, file), **fields)
         return draft.model_copy(update={"official_params": draft.total_params()})
     except ValidationError as exc:

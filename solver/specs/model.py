@@ -56,14 +56,41 @@ class LinearModule(BaseModel):
         return (self.in_features * self.out_features + (self.out_features if self.bias else 0)) * self.count
 
 
+class ModelVariant(BaseModel):
+    """Another named model with its catalog entry's architecture: the chat/instruct (or base)
+    release of the same config.json numbers, with its own Hub id and chat template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # e.g. qwen-7b-chat
+    hf_id: str  # e.g. Qwen/Qwen-7B-Chat
+    aliases: list[str] = Field(default_factory=list)
+    template: str | None = None  # LLaMA-Factory 0.9.5 `template` for it
+    lf_model: str | None = None  # LLaMA-Factory's name for it (extras/constants.py), when it registers it
+    template_note: str = ""  # why `template`, where LLaMA-Factory registers none (default: the entry's, same template)
+    source: str = ""  # why it has the entry's architecture, where that is not the same config.json
+
+
 class ModelSpec(BaseModel):
-    """A decoder-only transformer, as its `config.json` describes it. Validated on load."""
+    """A decoder-only transformer, as its `config.json` describes it. Validated on load.
+
+    A catalog entry is one architecture with the named models that share it (`variants`); resolving
+    a variant's name gives the entry with that variant's name, Hub id and template (`variant_of`
+    names the entry). Memory and speed read only the architecture fields, so a variant's estimate
+    is the entry's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     aliases: list[str] = Field(default_factory=list)
-    hf_id: str = ""  # e.g. Qwen/Qwen2.5-7B
+    hf_id: str = ""  # e.g. Qwen/Qwen2.5-7B: the Hub id of this named model
+    template: str | None = None  # LLaMA-Factory 0.9.5 chat template; None = not known (config.json models)
+    lf_model: str | None = None  # LLaMA-Factory's name for it (catalogs/llamafactory_0.9.5_templates.yaml)
+    template_note: str = ""  # why `template`, where LLaMA-Factory registers no template for this model
+    variants: list[ModelVariant] = Field(default_factory=list)
+    variant_of: str = ""  # the catalog entry a variant belongs to ("" for an entry itself)
+    local_dir: str = ""  # the folder of the config.json the user gave by path
+    revision: str = ""  # Hub revision the config.json was read at (Hub ids only)
     model_type: str  # config.json model_type (llama, qwen2, qwen3, mistral, gemma2, phi3, qwen, baichuan, chatglm)
     family: Family
     hidden_size: int = Field(gt=0)
@@ -86,6 +113,7 @@ class ModelSpec(BaseModel):
     final_logit_softcapping: float | None = None  # Gemma-2
     max_position_embeddings: int = Field(default=4096, gt=0)
     official_params: int = Field(gt=0)  # published parameter count
+    official_params_rounded_to: int = Field(default=0, ge=0)  # the published count is rounded ("3.8B": 100_000_000)
     official_params_source: str
     source: str  # where the architecture numbers come from (config.json URL or path)
     prequantized: Prequantized | None = None  # config.json `quantization_config` (GPTQ, AWQ, ...)
@@ -104,6 +132,20 @@ class ModelSpec(BaseModel):
         if self.num_experts and not self.experts_per_token:
             raise ValueError("an MoE model needs experts_per_token")
         return self
+
+    @property
+    def model_name_or_path(self) -> str:
+        """What LLaMA-Factory's `model_name_or_path` should say: the folder of a config.json given
+        by path, else the Hub id of the model the user named, else the name."""
+        return self.local_dir or self.hf_id or self.name
+
+    def named(self, variant: ModelVariant) -> "ModelSpec":
+        """This entry as `variant` names it: same architecture, the variant's name, Hub id and template."""
+        return self.model_copy(update={
+            "name": variant.name, "aliases": list(variant.aliases), "hf_id": variant.hf_id,
+            "template": variant.template, "lf_model": variant.lf_model,
+            "template_note": variant.template_note or (self.template_note if variant.template == self.template else ""),
+            "variants": [], "variant_of": self.name})
 
     # ---- derived sizes -------------------------------------------------------------------
     @property

@@ -89,10 +89,13 @@ CPU_ADAM_PARAMS_PER_S_PER_NODE = 4.5e9
 # typically 0.7-0.85 of the link). One figure for all links.
 NCCL_LINK_EFFICIENCY = 0.75
 
-# Nodes talk over one 100 Gb/s link per node (InfiniBand EDR / 100 GbE) unless told otherwise:
-# 12.5 GB/s per direction, shared by the node's GPUs. fitplan's assumption for a typical cluster;
-# faster fabrics (8 x 200 Gb/s HDR on DGX A100) only make multi-node plans faster.
-INTER_NODE_BYTES_PER_S = 12.5e9
+# Network between nodes: per GPU kind in catalogs/gpus.yaml (`inter_node_gbit_per_s_per_node`,
+# the vendor's reference system: DGX H100 8 x 400 Gb/s), or --inter-node-gbps; read through
+# GpuSet.network_gbit_per_s. The node's NICs together carry each collective that leaves the node
+# (NCCL reduces inside the node over NVLink and every NIC carries a shard: all_reduce busbw of
+# ~0.95 of the node aggregate on 4 x P6-B200, stas00/ml-engineering @744d01e1 network/README.md,
+# "Inter-node speed depends on intra-node speed"); NCCL_LINK_EFFICIENCY above keeps it conservative.
+BITS_PER_BYTE = 8
 
 # Host <-> GPU copies for offload reach about 0.8 of PCIe's payload rate with pinned memory
 # (NVIDIA bandwidthTest on Gen3 x16 reports ~12-13 GB/s of 15.75).
@@ -104,3 +107,11 @@ PCIE_COPY_EFFICIENCY = 0.8
 # ratio of compute to communication, so the model assumes none is hidden: a conservative choice
 # that favours plans with less traffic.
 COMM_OVERLAP_FRACTION = 0.0
+
+# ---- a VRAM budget -----------------------------------------------------------------------------
+
+# `--gpus 1x24GiB` names memory, not a card: no matmul rate, bandwidth or link is known. Every plan
+# then gets this same nominal speed, so the recommender's speed term is flat and the plan is chosen
+# by memory fit and the stated quality order alone (planner/candidates.py quality_key, which ends
+# in more headroom). The figure is never shown: answers report the speed as unknown.
+UNKNOWN_RATE_TOKENS_PER_S = 1.0

@@ -122,12 +122,15 @@ def matmul_flops_per_s(gpu: GpuSpec, precision: Precision) -> float:
 def collective_bytes_per_s(gpus: GpuSet, n_gpus: int) -> float:
     """Bus bandwidth of a ring collective over `n_gpus` GPUs packed onto as few nodes as
     possible: NVLink (per direction = marketed bidirectional / 2) or PCIe inside a node, the
-    node's network link across nodes (nccl-tests busbw is bounded by the slowest hop)."""
+    node's network across nodes (nccl-tests busbw is bounded by the slowest hop)."""
     gpu = gpus.gpu
     if n_gpus > gpus.gpus_per_node:
-        return K.INTER_NODE_BYTES_PER_S * K.NCCL_LINK_EFFICIENCY
+        return gpus.network_gbit_per_s * 1e9 / K.BITS_PER_BYTE * K.NCCL_LINK_EFFICIENCY
     if gpu.nvlink_gbps:
-        return gpu.nvlink_gbps / 2 * 1e9 * K.NCCL_LINK_EFFICIENCY
+        per_direction = gpu.nvlink_gbps / 2
+        if gpu.peer_link_gbps and n_gpus > 1:  # a mesh: each GPU reaches its k - 1 peers over one link each
+            per_direction = min(per_direction, (n_gpus - 1) * gpu.peer_link_gbps / 2)
+        return per_direction * 1e9 * K.NCCL_LINK_EFFICIENCY
     return gpu.pcie_gbps_per_direction * 1e9 * K.NCCL_LINK_EFFICIENCY
 
 
@@ -246,8 +249,13 @@ def _per_token(model: ModelSpec, config: TrainConfig) -> _PerToken:
 
 def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     """Seconds of one optimizer step of `config` (micro batch, accumulation, GPUs as set) and the
-    tokens it processes over all GPUs."""
+    tokens it processes over all GPUs. A VRAM budget (rates unknown) gets one nominal speed for
+    every plan (constants.UNKNOWN_RATE_TOKENS_PER_S)."""
     gpu = gpus.gpu
+    if not gpu.rates_known:
+        tokens = config.micro_batch * config.grad_accum * config.n_gpus * config.seq_len
+        return StepTime(compute_s=tokens / K.UNKNOWN_RATE_TOKENS_PER_S, overhead_s=0.0, dequant_s=0.0,
+                        communication_s=0.0, offload_s=0.0, optimizer_s=0.0, tokens_per_step=tokens)
     shape = model_shape(model)
     per_token = _per_token(model, config)
     n = config.n_gpus

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from fitplan.solver.errors import UnknownModelError
-from fitplan.solver.specs.catalog import load_model, model_catalog
+from fitplan.solver.specs.catalog import load_model, model_catalog, named_models
 from fitplan.solver.specs.model import Family
 
 REQUIRED_MODELS = [
@@ -16,6 +16,11 @@ REQUIRED_MODELS = [
     "codellama-13b", "codellama-34b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "llama-3.2-3b",
     "mistral-7b", "yi-6b", "yi-34b", "baichuan2-7b", "baichuan2-13b", "chatglm3-6b", "gemma-2-2b",
     "gemma-2-9b", "phi-3-mini", "qwen-1.8b",
+    # issue 14: the 2026 catalog (dense architectures whose readers exist)
+    "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-14b", "qwen3-32b", "llama-3.3-70b", "llama-3.1-405b",
+    "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
+    "deepseek-r1-distill-qwen-32b", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b",
+    "mistral-nemo-12b", "phi-4", "phi-4-mini",
 ]
 
 # Within half a percent: enough to catch a wrong layer count, head width or tied/untied head.
@@ -26,8 +31,9 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().lower())
 
 
-def test_catalog_holds_at_least_thirty_validated_models():
-    assert len(model_catalog()) >= 30
+def test_catalog_holds_at_least_75_validated_entries_and_more_named_models():
+    assert len(model_catalog()) >= 75
+    assert len(named_models()) > len(model_catalog())
 
 
 @pytest.mark.parametrize("name", REQUIRED_MODELS)
@@ -43,19 +49,42 @@ def test_every_required_model_resolves_by_an_alias_in_any_case(name):
         assert load_model(alias).name == name
 
 
-def test_hugging_face_ids_and_instruct_variants_resolve_to_the_base_architecture():
+def _architecture(spec) -> dict:
+    named = {"name", "aliases", "hf_id", "template", "lf_model", "template_note", "variants", "variant_of"}
+    return {k: v for k, v in spec.model_dump().items() if k not in named}
+
+
+def test_hugging_face_ids_and_instruct_variants_resolve_to_their_named_model_with_the_base_architecture():
     assert load_model("Qwen/Qwen2.5-7B").name == "qwen2.5-7b"
-    assert load_model("qwen2.5-7b-instruct").name == "qwen2.5-7b"
-    assert load_model("Qwen2.5-7B-Instruct").name == "qwen2.5-7b"
-    assert load_model("qwen-7b-chat").name == "qwen-7b"
-    assert load_model("Qwen-1_8B-Chat").name == "qwen-1.8b"
+    for typed, name, entry, hf_id in [("qwen2.5-7b-instruct", "qwen2.5-7b-instruct", "qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct"),
+                                      ("Qwen2.5-7B-Instruct", "qwen2.5-7b-instruct", "qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct"),
+                                      ("qwen-7b-chat", "qwen-7b-chat", "qwen-7b", "Qwen/Qwen-7B-Chat"),
+                                      ("Qwen-1_8B-Chat", "qwen-1.8b-chat", "qwen-1.8b", "Qwen/Qwen-1_8B-Chat"),
+                                      ("Qwen/Qwen3-8B-Base", "qwen3-8b-base", "qwen3-8b", "Qwen/Qwen3-8B-Base")]:
+        spec = load_model(typed)
+        assert (spec.name, spec.variant_of, spec.hf_id) == (name, entry, hf_id), typed
+        assert _architecture(spec) == _architecture(model_catalog()[entry])
+
+
+def test_the_chat_variant_knows_it_was_asked_for():
+    chat = load_model("qwen-7b-chat")
+    assert chat.variant_of == "qwen-7b" and chat.model_name_or_path == "Qwen/Qwen-7B-Chat"
+    assert load_model("qwen-7b").variant_of == "" and load_model("qwen-7b").model_name_or_path == "Qwen/Qwen-7B"
+
+
+def test_every_named_model_has_a_hub_id_and_a_template():
+    for name, spec in named_models().items():
+        assert "/" in spec.hf_id, name
+        assert spec.template, name
 
 
 @pytest.mark.parametrize("name", sorted(model_catalog()))
 def test_every_catalog_model_matches_its_official_parameter_count(name):
     spec = model_catalog()[name]
     deviation = abs(spec.total_params() - spec.official_params) / spec.official_params
-    assert deviation <= PARAM_TOLERANCE, (
+    # A count published rounded ("3.8B") is met anywhere within its rounding.
+    tolerance = max(PARAM_TOLERANCE, spec.official_params_rounded_to / 2 / spec.official_params)
+    assert deviation <= tolerance, (
         f"{name}: computed {spec.total_params():,} vs official {spec.official_params:,} "
         f"({deviation:.2%}) per {spec.official_params_source}"
     )
@@ -69,8 +98,8 @@ def test_every_catalog_model_cites_its_sources(name):
 
 def test_aliases_are_unique_across_the_catalog():
     owner: dict[str, str] = {}
-    for name, spec in model_catalog().items():
-        for key in {_key(name), *(_key(a) for a in spec.aliases)}:
+    for name, spec in named_models().items():
+        for key in {_key(name), _key(spec.hf_id), *(_key(a) for a in spec.aliases)}:
             assert key not in owner or owner[key] == name, f"'{key}' names both {owner[key]} and {name}"
             owner[key] = name
 
@@ -96,3 +125,14 @@ def test_family_traps_are_encoded_as_the_modelling_code_builds_them():
     tied = {n for n, s in catalog.items() if s.tie_word_embeddings}
     assert {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "llama-3.2-1b", "llama-3.2-3b"} <= tied
     assert not catalog["qwen2.5-7b"].tie_word_embeddings
+
+
+def test_the_2026_traps_are_encoded():
+    catalog = model_catalog()
+    assert catalog["qwen3-0.6b"].head_dim == 128 and catalog["qwen3-0.6b"].tie_word_embeddings
+    assert catalog["qwen3-32b"].head_dim * catalog["qwen3-32b"].num_attention_heads == 8192  # q_dim > hidden 5120
+    assert catalog["mistral-nemo-12b"].head_dim == 128  # not 5120 / 32 = 160
+    assert not catalog["deepseek-r1-distill-qwen-1.5b"].tie_word_embeddings  # its base ties; the distill does not
+    assert catalog["qwen2.5-math-1.5b"].tie_word_embeddings
+    assert catalog["phi-4-mini"].tie_word_embeddings and catalog["phi-4-mini"].family == Family.phi3
+    assert catalog["gemma-2-27b"].norms_per_layer == 4 and catalog["gemma-2-27b"].final_logit_softcapping == 30.0
