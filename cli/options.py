@@ -18,8 +18,8 @@ def _targets(_ctx, _param, value):
 
 
 GPUS_HELP = ("GPU set: 8xP4, 4xA10, 1xA100-80G, 2x8xH100 (nodes x GPUs), or a VRAM budget: 1x24GiB, 2x80GB "
-             "(GiB = 2^30 bytes, GB = 10^9), a generic card with bf16+fa2+bnb and unknown speed (plans ranked by "
-             "memory fit); change its features with a suffix: 1x16GiB:fp16, 4x24GB:bf16+bnb, 1x12GiB:none.")
+             "(GiB = 2^30 bytes, GB = 10^9), a generic card with bf16+fa2+bnb and unknown speed (plans that fit "
+             "ranked on a reference card's rates); change its features with a suffix: 1x16GiB:fp16, 4x24GB:bf16+bnb, 1x12GiB:none.")
 MODEL_HELP = ("Catalog name (fitplan models), a Hugging Face id (Qwen/Qwen3-8B: its config.json from the local HF "
               "cache, else downloaded; HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE honoured), or a path to a config.json.")
 

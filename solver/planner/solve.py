@@ -55,9 +55,10 @@ def answer_with_candidates(instance: Instance, settings: SolverSettings | None =
         status=solution.status,
         plan=plan,
         estimate=estimate(instance.model, instance.gpus, plan),
-        tokens_per_s=timing.tokens_per_s,
-        step_time_s=timing.step_time_s,
-        step_time_breakdown_s=timing.breakdown_s(),
+        # a VRAM budget's speed ranks its plans but is not a figure for that card (specs/budget.py)
+        tokens_per_s=timing.tokens_per_s if instance.gpus.gpu.rates_known else None,
+        step_time_s=timing.step_time_s if instance.gpus.gpu.rates_known else None,
+        step_time_breakdown_s=timing.breakdown_s() if instance.gpus.gpu.rates_known else {},
         runners_up=runners,
         **common,
     )

@@ -117,8 +117,8 @@ class RunnerUp(BaseModel):
 
 
 # What a recommendation on a VRAM budget (`--gpus 1x24GiB`) is ranked by, said in the text and JSON.
-RANKING_BY_MEMORY = ("memory fit only: a VRAM budget has no speed rates, so plans are ranked by the quality "
-                     "order and memory headroom, not by speed")
+RANKING_BY_MEMORY = ("memory fit, then the plans' speed relative to each other on a reference card's rates "
+                     "(a VRAM budget has no rates of its own, so no speed figure is reported), then the quality order")
 
 
 class Recommendation(BaseModel):

@@ -10,8 +10,12 @@ A budget is a generic card of that memory with a stated feature set and no known
   `bnb` (bitsandbytes 4-bit); `none` for none of them. Without a suffix: bf16+fa2+bnb, what every
   GPU of the Ampere generation or later has (catalogs/gpus.yaml). `fp16` is a shorthand for
   `bnb` alone (a pre-Ampere card: fp16 mixed precision, SDPA, bitsandbytes);
-- the speed rates are unknown (`rates_known` False): the recommender ranks plans by memory fit and
-  its quality order only, and every answer says so.
+- the speed rates are unknown (`rates_known` False): no tokens/s is reported. Plans that fit are
+  still ranked by the speed they would have relative to each other on a reference card's rates
+  (BUDGET_REFERENCE: an A100-80G for a budget with bf16, a T4 without), because the order of plans
+  (offload slower than none, QLoRA slower than LoRA, recomputation slower than none) holds on any
+  card; ranking by memory fit alone would pick the leanest plan, an offloading one. Every answer
+  says so.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ FEATURES = ("bf16", "fa2", "bnb")
 DEFAULT_FEATURES = FEATURES
 SHORTHANDS = {"none": (), "fp16": ("bnb",), "all": FEATURES}
 UNITS = {"gib": GIB, "gb": GB}
+# The card whose rates rank a budget's plans (never shown as tokens/s): the Ampere data-centre card
+# for a budget with bf16 hardware, the Turing one for a pre-Ampere feature set.
+BUDGET_REFERENCE = {True: "A100-80G", False: "T4"}
 
 _BUDGET = re.compile(r"^(\d+(?:\.\d+)?)\s*(GiB|GB)(?::(.*))?$", re.IGNORECASE)
 
@@ -50,8 +57,15 @@ def _features(text: str | None, name: str) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in chosen)
 
 
-def budget_gpu(name: str) -> GpuSpec:
-    """The generic card a budget names (see the module docstring)."""
+def budget_reference(name: str) -> str:
+    """The catalog GPU whose rates rank this budget's plans (BUDGET_REFERENCE)."""
+    match = _BUDGET.match(name.strip())
+    features = _features(match.group(3), name) if match else DEFAULT_FEATURES
+    return BUDGET_REFERENCE["bf16" in features]
+
+
+def budget_gpu(name: str, reference: GpuSpec) -> GpuSpec:
+    """The generic card a budget names, with `reference`'s rates for ranking (module docstring)."""
     match = _BUDGET.match(name.strip())
     if match is None:
         raise UnknownGpuError(f"'{name}' is not a VRAM budget: write a size in GiB or GB, e.g. 24GiB or 80GB")
@@ -65,7 +79,7 @@ def budget_gpu(name: str) -> GpuSpec:
     canonical = f"{float(size):g}{unit}" + ("" if features == DEFAULT_FEATURES else f":{label}")
     return GpuSpec(
         name=canonical,
-        display_name=f"VRAM budget {float(size):g} {unit} ({label}; speed unknown)",
+        display_name=f"VRAM budget {float(size):g} {unit} ({label}; speed unknown, ranked on {reference.name} rates)",
         vendor="generic",
         arch=label,
         compute_capability="",
@@ -75,12 +89,13 @@ def budget_gpu(name: str) -> GpuSpec:
         bf16_hardware="bf16" in features,
         flash_attention_2="fa2" in features,
         bitsandbytes_4bit="bnb" in features,
-        # placeholders, never shown or used (rates_known is False; speed/step_time.py)
-        fp16_tflops=1.0,
-        bf16_tflops=1.0 if "bf16" in features else None,
-        fp32_tflops=1.0,
-        memory_bandwidth_gbps=1.0,
-        pcie_gen=4,
+        # the reference card's rates rank the plans; tokens/s is never shown (rates_known False)
+        fp16_tflops=reference.fp16_tflops,
+        bf16_tflops=(reference.bf16_tflops or reference.fp16_tflops) if "bf16" in features else None,
+        fp32_tflops=reference.fp32_tflops,
+        memory_bandwidth_gbps=reference.memory_bandwidth_gbps,
+        nvlink_gbps=reference.nvlink_gbps,
+        pcie_gen=reference.pcie_gen,
         rates_known=False,
         sources=["the --gpus budget"],
     )

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigFileError, UnknownGpuError, UnknownModelError
-from .budget import budget_gpu, is_budget
+from .budget import budget_gpu, budget_reference, is_budget
 from .gpu import GpuSet, GpuSpec
 from .model import ModelSpec
 
@@ -173,5 +173,5 @@ def parse_gpu_set(text: str) -> GpuSet:
         nodes, per_node = 1, int(first) if first is not None else 1
     if nodes < 1 or per_node < 1:
         raise UnknownGpuError(f"GPU set '{text}' has no GPUs: counts must be at least 1, e.g. 8xP4")
-    gpu = budget_gpu(name) if is_budget(name) else load_gpu(name)
+    gpu = budget_gpu(name, load_gpu(budget_reference(name))) if is_budget(name) else load_gpu(name)
     return GpuSet(gpu=gpu, nodes=nodes, gpus_per_node=per_node)

@@ -107,11 +107,3 @@ PCIE_COPY_EFFICIENCY = 0.8
 # ratio of compute to communication, so the model assumes none is hidden: a conservative choice
 # that favours plans with less traffic.
 COMM_OVERLAP_FRACTION = 0.0
-
-# ---- a VRAM budget -----------------------------------------------------------------------------
-
-# `--gpus 1x24GiB` names memory, not a card: no matmul rate, bandwidth or link is known. Every plan
-# then gets this same nominal speed, so the recommender's speed term is flat and the plan is chosen
-# by memory fit and the stated quality order alone (planner/candidates.py quality_key, which ends
-# in more headroom). The figure is never shown: answers report the speed as unknown.
-UNKNOWN_RATE_TOKENS_PER_S = 1.0

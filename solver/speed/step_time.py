@@ -249,13 +249,9 @@ def _per_token(model: ModelSpec, config: TrainConfig) -> _PerToken:
 
 def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     """Seconds of one optimizer step of `config` (micro batch, accumulation, GPUs as set) and the
-    tokens it processes over all GPUs. A VRAM budget (rates unknown) gets one nominal speed for
-    every plan (constants.UNKNOWN_RATE_TOKENS_PER_S)."""
+    tokens it processes over all GPUs. A VRAM budget carries a reference card's rates
+    (specs/budget.py): its figures rank plans and are not reported."""
     gpu = gpus.gpu
-    if not gpu.rates_known:
-        tokens = config.micro_batch * config.grad_accum * config.n_gpus * config.seq_len
-        return StepTime(compute_s=tokens / K.UNKNOWN_RATE_TOKENS_PER_S, overhead_s=0.0, dequant_s=0.0,
-                        communication_s=0.0, offload_s=0.0, optimizer_s=0.0, tokens_per_step=tokens)
     shape = model_shape(model)
     per_token = _per_token(model, config)
     n = config.n_gpus
