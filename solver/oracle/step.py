@@ -85,11 +85,10 @@ class TraceUnavailableError(RuntimeError):
 def require_trace_dependencies() -> None:
     """Raises TraceUnavailableError with the install line if the [trace] extra is missing."""
     try:
-        # isort: off  (torch first: transformers, which peft imports, prints a warning without it)
-        import torch  # noqa: F401
+        # torch first: transformers, which peft imports, prints a warning without it (not sorted)
+        import torch  # noqa: F401, I001
         import transformers  # noqa: F401
         import peft  # noqa: F401
-        # isort: on
     except ImportError as exc:
         raise TraceUnavailableError(
             f"fitplan trace needs torch, transformers and peft ({exc.name} is missing): "
