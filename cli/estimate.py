@@ -23,7 +23,8 @@ def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | No
                      mean_sample_len: int | None, as_json: bool, **knobs) -> int:
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                              mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
+                              mean_sample_len=mean_sample_len, neat_packing=knobs["neat_packing"],
+                              **pins_from_kwargs(knobs))
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:

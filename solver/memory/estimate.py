@@ -44,7 +44,9 @@ def memory_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, mom
     length / seq_len for the variable-length segments."""
     extra = overheads(model, gpus.gpu, config, mean_length_fraction)
     rows = []
-    for moment in moments if moments is not None else step_moments(model, config, gpus.gpus_per_node):
+    if moments is None:
+        moments = step_moments(model, config, gpus.gpus_per_node, gpus.gpu.compute_capability_major)
+    for moment in moments:
         tensor = moment.total()
         held = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + extra.allocator_side()
         blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
