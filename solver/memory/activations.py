@@ -24,7 +24,7 @@ from ..problem.config import TrainConfig
 from ..problem.knobs import Attention, Method, Precision
 from ..specs.model import Family, MlpKind, ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
-from . import liger
+from . import levers, liger
 from .params import lora_params_per_layer, lora_targets
 from .states import trainable_param_bytes_each, uses_deepspeed
 
@@ -264,8 +264,11 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
         # the final norm's weight trains too: it keeps its normalized input (trace, llama-shaped
         # full sdpa: +4h per token with the fp32 stream)
         final_norm += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
+    mask = levers.neat_packing_mask_per_token(config, compute_bytes(config))  # block-diagonal 4D mask
     if config.grad_ckpt:
         per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
+        if levers.offloads_checkpoints(config):
+            per_layer = checkpoint_bytes_per_token(model, config)  # only the one recomputed is on the GPU
         eager_mask = 0
         if effective_attention(model, config) == Attention.eager:
             # the 4D mask, kept as a checkpoint input; Gemma-2 passes a sliding-window mask too
@@ -273,7 +276,7 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
             # in the stream dtype (fp32 under AMP full fine-tuning: trace, llama-shaped full ckpt
             # eager s=256 b=2: 4s per token)
             eager_mask = stream_bytes(config) * config.seq_len * (2 if model.model_type == "gemma2" else 1)
-        return per_layer + final_norm + eager_mask
+        return per_layer + final_norm + eager_mask + mask
     total = sum(layer_bytes_per_token(model, config, r) for r in roles)
     embedding_trains = config.method == Method.full
     first_keeps = next((r for r in roles if r != LayerRole.frozen_no_grad), None)
@@ -284,7 +287,7 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
         # keeps neither the fp32 input nor rsqrt (trace: layer 0 under LoRA, and the first
         # trainable layer under freeze, llama-shaped freeze sdpa: -(4h + 4)).
         total -= first_norm
-    return total + final_norm
+    return total + final_norm + mask
 
 
 # Liger runs (no logits to dominate the forward): the last decoder layer's forward, with every
@@ -399,6 +402,16 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
         return 0
     own = layer_bytes_per_token(model, config, role)
     recomputed = own if config.grad_ckpt else 0
+    # Reentrant checkpointing (LLaMA-Factory's default use_reentrant_gc=True) and the offloaded
+    # checkpoint back-propagate into a detached copy of the layer input and return its .grad: one
+    # more hidden-state gradient while the layer runs backward (trace, llama/qwen2-shaped lora,
+    # freeze, full ckpt sdpa: +2h per token in 16 bits, +4h full). A frozen layer under freeze
+    # holds one vector less than non-reentrant instead (llama-shaped freeze ckpt eager s=128,
+    # layer 0: -2.6h; 2h taken).
+    if config.grad_ckpt and config.reentrant_gc and role == LayerRole.frozen_grad:
+        recomputed -= stream_bytes(config) * h
+    elif config.grad_ckpt and (config.reentrant_gc or config.unsloth_gc):
+        recomputed += stream_bytes(config) * h
     mlp_moment = recomputed + 12 * h + 4 * i
     if _liger_norm(model, config) and _liger_mlp(model, config) and role != LayerRole.lora:
         # Liger, a layer without peft's casts: SwiGLU's backward writes into its saved a, b and

@@ -63,10 +63,16 @@ def _liger(evaluate, model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Lev
             rows.append(LeverRow(label=f"logits + loss {where}", with_bytes=_term(with_rows, name, Term.logits_loss, mb),
                                  without_bytes=_term(without_rows, name, Term.logits_loss, mb),
                                  source=Term.logits_loss.source))
+            dims = {Term.fused_loss_grad_input: f"{tokens} x {model.hidden_size}",
+                    Term.fused_loss_logits_chunk: f"{split.chunk_size} x {model.vocab_size}",
+                    Term.fused_loss_vectors: f"{tokens} each",
+                    Term.fused_loss_weight_gradient: f"{model.vocab_size} x {model.hidden_size}",
+                    Term.fused_loss_weight_cast: f"{model.vocab_size} x {model.hidden_size}"}
             for key, value in with_rows[name].moment.detail_at(mb).items():
                 term = Term(key)
-                if term.reported_as != term and key.startswith("fused_loss") and value:
-                    rows.append(LeverRow(label=term.detail_label, with_bytes=value, source=term.source, detail=True))
+                if key.startswith("fused_loss") and value:
+                    rows.append(LeverRow(label=f"{term.detail_label} {dims[term]}", with_bytes=value,
+                                         source=term.source, detail=True))
     if kernels.rms_norm or kernels.gated_mlp:
         rows.append(LeverRow(label="activations at the loss", with_bytes=_term(with_rows, "loss", Term.activations, mb),
                              without_bytes=_term(without_rows, "loss", Term.activations, mb), source=NORM_SOURCE))

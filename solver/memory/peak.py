@@ -35,7 +35,7 @@ from .activations import (
     rope_cache_bytes,
     saved_activations_per_token,
 )
-from . import liger
+from . import levers, liger
 from .params import trainable_params
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
 from .terms import ZERO, Affine, Moment, Term, fixed, per_token
@@ -240,5 +240,14 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
 
 
 def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
-    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py)."""
-    return int(model_states(model, config, gpus_per_node).host_ram)
+    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py), and
+    offloaded checkpoints (memory/levers.py) at the config's micro batch."""
+    offloaded = levers.checkpoint_host_bytes(model, config, checkpoint_bytes_per_token(model, config), gpus_per_node)
+    return int(model_states(model, config, gpus_per_node).host_ram) + offloaded
+
+
+def micro_batch_key(model: ModelSpec, config: TrainConfig) -> tuple:
+    """What a configuration's figures depend on beyond an affine function of the micro batch:
+    Liger's chunk rows (a power of two) and, with offloaded checkpoints, the host RAM. The
+    planner keeps one memory table per value (planner/candidates.py)."""
+    return (liger.chunk_rows(model, config), config.micro_batch if levers.offloads_checkpoints(config) else 0)

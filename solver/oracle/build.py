@@ -114,9 +114,10 @@ def _fuse_qkv(attn: nn.Module, spec: ModelSpec) -> None:
         object.__setattr__(attn, name, fn)
 
 
-# Trace `use_reentrant_gc` as set (LLaMA-Factory's default is reentrant); False traces every
-# checkpointed run non-reentrant, as the oracle did before issue 16.
-REENTRANT_TRACED = False
+# Trace `use_reentrant_gc` as set (LLaMA-Factory's default is reentrant: one more hidden-state
+# gradient per recomputed layer, memory/activations.py); False traces every checkpointed run
+# non-reentrant, as the oracle did before issue 16.
+REENTRANT_TRACED = True
 
 FLASH_FOOTPRINT = "fitplan_flash_footprint"
 
