@@ -93,7 +93,10 @@ def layer_roles(model: ModelSpec, config: TrainConfig) -> list[LayerRole]:
         return [LayerRole.lora] * n
     n_train = min(config.freeze_layers, n)
     # With checkpointing LLaMA-Factory calls enable_input_require_grads(), so grads reach layer 0.
-    frozen = LayerRole.frozen_grad if config.grad_ckpt else LayerRole.frozen_no_grad
+    # The offloaded checkpoint is applied only to layers with trainable parameters and marks the
+    # first trainable layer's input as needing grad (checkpointing.py:80-103): frozen layers below
+    # run plainly and keep nothing (trace, qwen2-shaped freeze --unsloth-gc).
+    frozen = LayerRole.frozen_grad if config.grad_ckpt and not config.unsloth_gc else LayerRole.frozen_no_grad
     return [frozen] * (n - n_train) + [LayerRole.trainable] * n_train
 
 
@@ -157,21 +160,22 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
         return 0
     targets = lora_targets(model, config)
     rank = config.lora_rank
+    dora = levers.dora_saved_per_token(targets, cb) if config.dora else 0  # memory/levers.py
     if autocast_on(config):
         # peft casts x to the fp32 adapter dtype, autocast casts it back to 16-bit per op: one
         # 16-bit copy per adapter, plus the A output.
-        return sum((cb * m.in_features + cb * rank) * m.count for m in targets)
+        return sum((cb * m.in_features + cb * rank) * m.count for m in targets) + dora
     if config.precision == Precision.pure_bf16:
         # peft's default fp32 adapters on a bf16 base, no autocast: each adapter keeps its own
         # fp32 copy of its input and an fp32 A output (trace-notes P5).
-        return sum((FP32_BYTES * m.in_features + FP32_BYTES * rank) * m.count for m in targets)
+        return sum((FP32_BYTES * m.in_features + FP32_BYTES * rank) * m.count for m in targets) + dora
     # Adapters in the compute dtype (DeepSpeed casts the module; fp32 runs) save their input
     # itself: one storage per input tensor, shared by the adapters that read it.
     for tensor in {m.input_tensor for m in targets}:
         if tensor == "attn_out" and effective_attention(model, config) != Attention.eager:
             continue  # the SDPA output storage, counted with attention
         saved += cb * widths[tensor]
-    return saved + sum(cb * rank * m.count for m in targets)
+    return saved + sum(cb * rank * m.count for m in targets) + dora
 
 
 def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = LayerRole.lora) -> int:
@@ -268,7 +272,10 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
     if config.grad_ckpt:
         per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
         if levers.offloads_checkpoints(config):
-            per_layer = checkpoint_bytes_per_token(model, config)  # only the one recomputed is on the GPU
+            # all on the host but layer 0's input, a leaf AccumulateGrad holds when the embedding is
+            # frozen (LLaMA-Factory marks it requires_grad); the layer being recomputed is counted
+            # in its working set (trace, qwen2-shaped lora and full --unsloth-gc)
+            per_layer = 0 if config.method == Method.full else checkpoint_bytes_per_token(model, config)
         eager_mask = 0
         if effective_attention(model, config) == Attention.eager:
             # the 4D mask, kept as a checkpoint input; Gemma-2 passes a sliding-window mask too
@@ -321,11 +328,22 @@ def liger_final_norm_per_token(model: ModelSpec, config: TrainConfig) -> int:
     return liger.norm_saved_bytes(model.hidden_size, stream_bytes(config)) if _liger_norm(model, config) else 0
 
 
-def forward_end_logits_per_token(model: ModelSpec) -> int:
+def forward_end_logits_per_token(model: ModelSpec, config: TrainConfig | None = None) -> int:
     """Logits bytes alive at the end of the forward (still inside autocast): 16-bit logits,
-    their fp32 upcast and the log_softmax output, plus Gemma-2's soft-capping tanh output."""
+    their fp32 upcast and the log_softmax output, plus Gemma-2's soft-capping tanh output.
+    `upcast_lmhead_output`: lm_head's hook returns the fp32 cast, so the 16-bit logits die at
+    once (trace, llama/qwen2-shaped lora and full: 8 bytes per vocab entry, not 10)."""
     per_vocab = FORWARD_END_LOGITS_BYTES_PER_VOCAB + (SOFTCAP_BYTES_PER_VOCAB if model.final_logit_softcapping else 0)
+    if config is not None and config.upcast_lmhead_output:
+        per_vocab -= HALF_BYTES
     return per_vocab * model.vocab_size
+
+
+def dora_weight_norm_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """DoRA's weight-norm buffers while a layer runs its forward (memory/levers.py)."""
+    if not (config.dora and config.uses_lora):
+        return 0
+    return levers.dora_weight_norm_bytes(lora_targets(model, config), trainable_param_bytes_each(config))
 
 
 def fused_loss_buffers(model: ModelSpec, config: TrainConfig, compute_capability_major: int = 8):
@@ -373,6 +391,7 @@ EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FROZEN = 12
 # (qwen2/llama/qwen3/mistral-shaped and gemma2-shaped lora ckpt sdpa with --liger).
 LIGER_NORMS_WITHOUT_FP32_COPY = 2
 LIGER_MLP_BACKWARD_BYTES_PER_INTERMEDIATE = 4
+UNSLOTH_BACKWARD_EXTRA_PER_HIDDEN = 16
 LIGER_EAGER_SOFTMAX_EXTRA_PER_HIDDEN = 8
 
 
@@ -397,7 +416,8 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
     """
     h, i = model.hidden_size, model.intermediate_size
     roles = layer_roles(model, config)
-    role = roles[0] if last else roles[-1]
+    keeping = [r for r in roles if r != LayerRole.frozen_no_grad] or [LayerRole.frozen_no_grad]
+    role = keeping[0] if last else keeping[-1]  # the first and the last layer that runs backward
     if role == LayerRole.frozen_no_grad:
         return 0
     own = layer_bytes_per_token(model, config, role)
@@ -412,6 +432,12 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
         recomputed -= stream_bytes(config) * h
     elif config.grad_ckpt and (config.reentrant_gc or config.unsloth_gc):
         recomputed += stream_bytes(config) * h
+    if config.grad_ckpt and config.unsloth_gc:
+        # the offloaded checkpoint brings the layer input back (one vector) and recomputes and
+        # back-propagates the layer inside its own backward (checkpointing.py:66-75), beside the
+        # outer graph's buffers (trace, qwen2/llama-shaped lora ckpt sdpa --unsloth-gc --liger,
+        # layer 0: +12.5h and +15.1h)
+        recomputed += stream_bytes(config) * h + UNSLOTH_BACKWARD_EXTRA_PER_HIDDEN * h
     mlp_moment = recomputed + 12 * h + 4 * i
     if _liger_norm(model, config) and _liger_mlp(model, config) and role != LayerRole.lora:
         # Liger, a layer without peft's casts: SwiGLU's backward writes into its saved a, b and

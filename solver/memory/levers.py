@@ -30,7 +30,20 @@ from __future__ import annotations
 
 from ..problem.config import TrainConfig
 from ..problem.knobs import Attention
-from ..specs.model import ModelSpec
+from ..specs.model import LinearModule, ModelSpec
+from ..units import FP32_BYTES
+
+# DoRA, settled by the trace of peft's own DoRA (qwen2/llama-shaped lora sdpa, with and without
+# checkpointing, with --liger so the layers' moments are the peak):
+# - saved per token per adapted linear: the base and the adapter output (`result_dora` products,
+#   dora.py:99), 2 x the compute dtype per output feature (+43.5 KB/token on qwen2-shaped nockpt
+#   = 4.02 B x 10,800 adapted outputs);
+# - per forward of a layer: the weight norm's buffers of its largest adapted linear: `x_eye`
+#   (in x in, the adapter dtype), the adapter product and the combined weight (in x out), about
+#   4 in^2 + 10 in out bytes with fp32 adapters (qwen2-shaped down_proj 1352 x 256: 9.3 MB
+#   traced, 10.8 MB here; llama-shaped 688 x 256: 3.4 MB traced, 3.7 MB here).
+DORA_SAVED_OUTPUTS = 2
+DORA_NORM_BYTES_PER_IN_OUT = 10
 
 UNSLOTH_SOURCE = ("LLaMA-Factory 0.9.5 model/model_utils/checkpointing.py:55-59 (layer input to pinned host RAM), "
                   ":67-68 (back in that layer's backward)")
@@ -64,6 +77,18 @@ def checkpoint_host_bytes(model: ModelSpec, config: TrainConfig, checkpoint_byte
         return 0
     per_process = model.num_layers * config.micro_batch * config.seq_len * checkpoint_bytes_per_token
     return per_process * min(config.n_gpus, gpus_per_node)
+
+
+def dora_saved_per_token(targets: list[LinearModule], compute_bytes: int) -> int:
+    """What DoRA adds to one layer's saved tensors per token (the base and adapter outputs)."""
+    return sum(DORA_SAVED_OUTPUTS * compute_bytes * m.out_features * m.count for m in targets)
+
+
+def dora_weight_norm_bytes(targets: list[LinearModule], adapter_bytes: int) -> int:
+    """The weight-norm recompute's buffers while one adapted linear runs its forward."""
+    scale = adapter_bytes / FP32_BYTES
+    return int(max((adapter_bytes * m.in_features ** 2 + scale * DORA_NORM_BYTES_PER_IN_OUT * m.in_features
+                    * m.out_features) for m in targets)) if targets else 0
 
 
 def neat_packing_mask_per_token(config: TrainConfig, compute_bytes: int) -> int:

@@ -24,6 +24,7 @@ from .activations import (
     autocast_copy_params,
     checkpoint_bytes_per_token,
     forward_end_extra_per_token,
+    dora_weight_norm_bytes,
     forward_end_logits_per_token,
     forward_layer_in_flight_per_token,
     fused_loss_buffers,
@@ -100,7 +101,7 @@ def _loss_terms(model: ModelSpec, config: TrainConfig, compute_capability_major:
     materialised logits."""
     seq = config.seq_len
     if not liger.fused_loss(model, config):
-        return ({"logits_loss": per_token(forward_end_logits_per_token(model), seq)},
+        return ({"logits_loss": per_token(forward_end_logits_per_token(model, config), seq)},
                 {"logits_loss": per_token(logits_loss_per_token(model), seq)})
     flce = fused_loss_buffers(model, config, compute_capability_major)
     grad_input = per_token(flce.after_loop_per_token, seq)
@@ -125,6 +126,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
     working_set = layer_backward_working_set_per_token(model, config)
     loop_logits, loss_logits = _loss_terms(model, config, compute_capability_major)
     fused = liger.fused_loss(model, config)
+    dora = fixed(dora_weight_norm_bytes(model, config))  # recomputed in each layer forward (and recompute)
 
     def moment(name: str, phase: str, **extra: Affine) -> Moment:
         terms = dict(resident)
@@ -162,6 +164,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
             "forward_last_layer", PHASE_FORWARD_END,
             gradients=fixed(grads_fwd),
             activations=before_norm + per_token(forward_layer_in_flight_per_token(model, config), seq),
+            dora_weight_norm=dora,
             autocast_weight_copies=fixed(_autocast_weight_copies(model, config)
                                          - HALF_BYTES * autocast_copy_params(model, config, layers=0)),
             dequant_buffer=fixed(dequant),
@@ -188,8 +191,23 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
             autocast_weight_copies=layer_copies(roles[-1]),  # the recompute casts that layer again
             backward_working_set=per_token(working_set, seq),
             dequant_buffer=fixed(dequant),
+            dora_weight_norm=dora,
             **backward_loss,
         ))
+        n_train = min(config.freeze_layers, model.num_layers)
+        if config.method == Method.freeze and 1 < n_train < model.num_layers:
+            # freeze: the lowest trainable layer runs backward with the others' gradients made
+            # (trace, llama-shaped freeze ckpt, small vocabulary: the peak is at that layer)
+            moments.append(moment(
+                "backward_lowest_trainable", PHASE_BACKWARD,
+                gradients=fixed(max(grads_fwd, states.gradients * (n_train - 1) / n_train + first_layer_grads)),
+                activations=activations,
+                autocast_weight_copies=layer_copies(LayerRole.trainable),
+                backward_working_set=per_token(working_set, seq),
+                dequant_buffer=fixed(dequant),
+                dora_weight_norm=dora,
+                **backward_loss,
+            ))
         # Issue 3 (trace): when layer 0 runs backward, its own and the embedding's gradients
         # do not exist yet; they complete in `backward_end`.
         layer0_and_embedding = 0.0
@@ -203,6 +221,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
             autocast_weight_copies=layer_copies(roles[0]),
             backward_working_set=per_token(layer_backward_working_set_per_token(model, config, last=True), seq),
             dequant_buffer=fixed(dequant),
+            dora_weight_norm=dora,
             # grad_input reaches layer 0 as the residual gradient under LoRA; trainable layers
             # replace it on the way (trace, llama-shaped lora / freeze / full ckpt with --liger)
             **(backward_loss if config.uses_lora else {}),

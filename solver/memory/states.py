@@ -82,18 +82,24 @@ def frozen_base_bytes(model: ModelSpec, config: TrainConfig) -> float:
     if n_frozen == 0:
         return 0.0
     dense_bytes = FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+    upcast = 0.0
+    if config.upcast_layernorm and dense_bytes == HALF_BYTES and config.method != Method.full:
+        # LLaMA-Factory upcast_layernorm: frozen 1-D norm weights in fp32 (trace: +2 bytes each)
+        norms = model.num_layers * (model.norms_per_layer * model.norm_params_per_norm()
+                                    + (2 * model.head_dim if model.qk_norm else 0)) + model.norm_params_per_norm()
+        upcast = (FP32_BYTES - HALF_BYTES) * norms
     if config.bits == 16:
-        return n_frozen * dense_bytes
+        return n_frozen * dense_bytes + upcast
     linear_modules = model.linear_modules()
     linear_weights = model.num_layers * sum(m.weight_params for m in linear_modules)
     rest = n_frozen - linear_weights  # embeddings, lm_head, norms, biases stay 16-bit
     if config.bits == 8:
         row_scales = model.num_layers * sum(m.out_features * m.count for m in linear_modules)
-        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES
+        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES + upcast
     # NF4 with double quantization (LLaMA-Factory `double_quantization: true` default)
     blocks = linear_weights / NF4_BLOCK
     constants = blocks * 1 + (blocks / NF4_DOUBLE_QUANT_BLOCK) * FP32_BYTES
-    return linear_weights * 0.5 + constants + rest * HALF_BYTES
+    return linear_weights * 0.5 + constants + rest * HALF_BYTES + upcast
 
 
 def optimizer_state_bytes_each(model: ModelSpec, config: TrainConfig) -> float:

@@ -59,6 +59,7 @@ class Term(str, Enum):
     backward_working_set = "backward_working_set"  # one layer's recompute and backward temporaries
     embedding_gradient = "embedding_gradient"  # the embedding's gradient made last (full FT)
     optimizer_temporaries = "optimizer_temporaries"  # buffers alive inside optimizer.step()
+    dora_weight_norm = "dora_weight_norm"  # DoRA's weight-norm recompute of one linear (memory/levers.py)
     # Liger's fused linear cross-entropy (memory/liger.py), reported together as `logits_loss`
     fused_loss_grad_input = "fused_loss_grad_input"
     fused_loss_logits_chunk = "fused_loss_logits_chunk"
@@ -95,7 +96,7 @@ class Term(str, Enum):
 
 
 _TRANSIENT_CAUSES = frozenset({Term.dequant_buffer, Term.backward_working_set, Term.embedding_gradient,
-                               Term.optimizer_temporaries})
+                               Term.optimizer_temporaries, Term.dora_weight_norm})
 
 # Parts reported under another term: the trace sees lm_head's gradient, once AccumulateGrad has
 # it, as a gradient, and autocast's cast of lm_head's weight as a weight copy.
@@ -110,6 +111,7 @@ _DETAIL_LABELS = {
     Term.fused_loss_vectors: "fused loss: per-token vectors",
     Term.fused_loss_weight_gradient: "fused loss: lm_head gradient",
     Term.fused_loss_weight_cast: "fused loss: lm_head 16-bit cast",
+    Term.dora_weight_norm: "DoRA weight-norm recompute",
 }
 _SOURCES = {
     Term.fused_loss_grad_input: f"{LIGER_FLCE}:108 zeros_like(_input), tokens x hidden in the input dtype",

@@ -71,7 +71,7 @@ def test_a_config_that_does_not_fit_says_what_ooms_first_and_the_nearest_fit(tmp
     # the smallest change keeps what is trained: same method, sequence length and global batch
     assert (nearest["method"], nearest["lora_rank"], nearest["seq_len"]) == ("lora", 8, 2048)
     assert nearest["micro_batch"] * nearest["grad_accum"] == 8
-    assert set(payload["nearest_fit"]["changed"]) <= {"micro_batch", "grad_ckpt", "attn", "zero_stage", "offload"}
+    assert set(payload["nearest_fit"]["changed"]) <= {"liger", "micro_batch", "grad_ckpt", "attn", "zero_stage", "offload"}
 
 
 def test_a_model_outside_the_catalog_needs_model(tmp_path, capsys):
