@@ -92,6 +92,9 @@ def layer_roles(model: ModelSpec, config: TrainConfig) -> list[LayerRole]:
     if config.uses_lora:
         return [LayerRole.lora] * n
     n_train = min(config.freeze_layers, n)
+    if config.memory_optimizer.value == "badam":
+        # BAdam's active block, at the worst place: layer 0, every layer above passing gradients
+        return [LayerRole.trainable] + [LayerRole.frozen_grad] * (n - 1)
     # With checkpointing LLaMA-Factory calls enable_input_require_grads(), so grads reach layer 0.
     # The offloaded checkpoint is applied only to layers with trainable parameters and marks the
     # first trainable layer's input as needing grad (checkpointing.py:80-103): frozen layers below

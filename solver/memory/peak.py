@@ -16,7 +16,7 @@ micro-steps (HF Trainer zeroes them only after the optimizer step).
 from __future__ import annotations
 
 from ..problem.config import TrainConfig
-from ..problem.knobs import Method
+from ..problem.knobs import MemoryOptimizer, Method
 from ..specs.model import ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from .activations import (
@@ -113,11 +113,23 @@ def _loss_terms(model: ModelSpec, config: TrainConfig, compute_capability_major:
     return loop, {"fused_loss_grad_input": grad_input, "fused_loss_weight_gradient": fixed(flce.weight_grad)}
 
 
+def _activation_view(config: TrainConfig) -> TrainConfig:
+    """The configuration the activation terms see. BAdam (layer mode) trains one decoder layer at a
+    time with the embeddings and lm_head frozen: its activations are freeze's with one trainable
+    layer, placed at layer 0 (memory/activations.py layer_roles), the worst place; its states
+    come from the real configuration (memory/optimizers.py)."""
+    if config.memory_optimizer == MemoryOptimizer.badam:
+        return config.model_copy(update={"method": Method.freeze, "freeze_layers": 1})
+    return config
+
+
 def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
                  compute_capability_major: int = 8) -> list[Moment]:
     """Every peak candidate of one training step on one GPU (`compute_capability_major` picks
     Liger's weight-gradient path)."""
     states = model_states(model, config, gpus_per_node)
+    step_temporaries = optimizer_step_temporary_bytes(model, config)
+    config = _activation_view(config)  # BAdam's activations are those of one trainable layer
     seq = config.seq_len
     resident = _resident_terms(states)
     grads_fwd = _gradients_during_forward(states, config)
@@ -253,7 +265,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
     moments.append(moment(
         "optimizer", PHASE_OPTIMIZER,
         gradients=fixed(states.gradients),
-        optimizer_temporaries=fixed(optimizer_step_temporary_bytes(model, config)),
+        optimizer_temporaries=fixed(step_temporaries),
     ))
     return moments
 
