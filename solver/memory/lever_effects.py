@@ -119,16 +119,13 @@ def lever_effects(model: ModelSpec, gpus: GpuSet, config: TrainConfig, evaluate)
                                  (("optimizer", Term.optimizer_states, optimizers.SOURCE),
                                   ("optimizer", Term.gradients, optimizers.SOURCE),
                                   ("optimizer", Term.trainable_params, optimizers.SOURCE))))
-    if config.upcast_layernorm:
-        effects.append(_compared(evaluate, model, gpus, config, "upcast_layernorm", {"upcast_layernorm": False},
-                                 levers.UPCAST_LAYERNORM_SUMMARY,
-                                 (("loss", Term.weights, levers.UPCAST_SOURCE),
-                                  ("loss", Term.activations, levers.UPCAST_SOURCE))))
-    if config.upcast_lmhead_output:
-        effects.append(_compared(evaluate, model, gpus, config, "upcast_lmhead_output", {"upcast_lmhead_output": False},
-                                 levers.UPCAST_LMHEAD_SUMMARY,
-                                 (("forward_end", Term.logits_loss, levers.UPCAST_SOURCE),
-                                  ("loss", Term.logits_loss, levers.UPCAST_SOURCE))))
+    upcasts = (("upcast_layernorm", levers.UPCAST_LAYERNORM_SUMMARY, (("loss", Term.weights), ("loss", Term.activations))),
+               ("upcast_lmhead_output", levers.UPCAST_LMHEAD_SUMMARY,
+                (("forward_end", Term.logits_loss), ("loss", Term.logits_loss))))
+    for flag, summary, rows in upcasts:
+        if getattr(config, flag):
+            effects.append(_compared(evaluate, model, gpus, config, flag, {flag: False}, summary,
+                                     tuple((moment, term, levers.UPCAST_SOURCE) for moment, term in rows)))
     if config.neat_packing and config.attn.value != "fa2":
         effects.append(_compared(evaluate, model, gpus, config, "neat_packing", {"neat_packing": False},
                                  levers.NEAT_PACKING_SUMMARY,

@@ -14,8 +14,8 @@ is left out here is left out of both. What is left out when not pinned, and why:
 - fp32 precision, SGD, Adafactor and paged 8-bit AdamW: chosen by the user, not for speed.
 - The memory levers (issue 16): Liger is searched (on and off) wherever LLaMA-Factory applies
   kernels to the model type and Triton runs on the GPU; packing only with --allow-packing (it
-  changes what a step trains on); GaLore, APOLLO, BAdam and Adam-mini only for --method full,
-  and only when plain AdamW full fine-tuning fits nowhere (planner/solve.py); offloaded
+  changes what a step trains on); GaLore, APOLLO, BAdam and Adam-mini only for --method full
+  with the optimizer free, and only when plain full fine-tuning fits nowhere (planner/solve.py); offloaded
   checkpoints, DoRA, PiSSA, rsLoRA, LoRA+ and the upcast flags only when pinned.
 """
 
@@ -227,8 +227,10 @@ FIXED_LEVERS = ("unsloth_gc", "reentrant_gc", "dora", "pissa", "rslora", "lorapl
 
 
 def memory_optimizers_may_help(instance: Instance) -> bool:
-    """GaLore, APOLLO, BAdam and Adam-mini are a fallback of --method full (module docstring)."""
-    return instance.pins.method == Method.full and instance.pins.memory_optimizer is None
+    """GaLore, APOLLO, BAdam and Adam-mini are a fallback of --method full when the optimizer is
+    free (module docstring): they replace or wrap it, so a pinned --optim rules them out."""
+    pins = instance.pins
+    return pins.method == Method.full and pins.memory_optimizer is None and pins.optim is None
 
 
 def search_space(instance: Instance, with_memory_optimizers: bool = False) -> SearchSpace:

@@ -150,26 +150,14 @@ def lever_words(config: TrainConfig) -> list[str]:
     if c.memory_optimizer != MemoryOptimizer.none:
         rank = f" r{c.projection_rank}" if c.memory_optimizer.value.startswith(("galore", "apollo")) else ""
         words.append(c.memory_optimizer.value.replace("_", " ") + rank)
-    if c.dora:
-        words.append("DoRA")
-    if c.pissa:
-        words.append("PiSSA")
-    if c.rslora:
-        words.append("rsLoRA")
+    words += [word for flag, word in (("dora", "DoRA"), ("pissa", "PiSSA"), ("rslora", "rsLoRA")) if getattr(c, flag)]
     if c.loraplus_lr_ratio is not None:
         words.append(f"LoRA+ x{c.loraplus_lr_ratio:g}")
-    if c.liger:
-        words.append("Liger")
-    if c.unsloth_gc:
-        words.append("offloaded ckpt")
-    if c.neat_packing:
-        words.append("neat packing")
-    elif c.packing:
-        words.append("packing")
-    if c.upcast_layernorm:
-        words.append("fp32 norms")
-    if c.upcast_lmhead_output:
-        words.append("fp32 logits")
+    words += [word for flag, word in (("liger", "Liger"), ("unsloth_gc", "offloaded ckpt")) if getattr(c, flag)]
+    if c.packing:
+        words.append("neat packing" if c.neat_packing else "packing")
+    words += [word for flag, word in (("upcast_layernorm", "fp32 norms"), ("upcast_lmhead_output", "fp32 logits"))
+              if getattr(c, flag)]
     return words
 
 

@@ -14,24 +14,17 @@ import warnings
 
 import pytest
 
-pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra: pip install 'fitplan[trace]'")
-pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
-pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
+# the same importorskips, tolerances and GPU as the formula-vs-trace grid (tests on the path by pytest)
+from test_trace_vs_formula import GPUS, MIB, PEAK_TOLERANCE, SMALL_TERM_ABS_BYTES, TERM_TOLERANCE  # noqa: E402
 
 from fitplan.solver.memory.estimate import estimate  # noqa: E402
 from fitplan.solver.memory.peak import step_moments  # noqa: E402
 from fitplan.solver.oracle.small_models import SMALL_MODELS  # noqa: E402
 from fitplan.solver.oracle.step import trace_training_step  # noqa: E402
 from fitplan.solver.problem.config import TrainConfig  # noqa: E402
-from fitplan.solver.specs.catalog import parse_gpu_set  # noqa: E402
 
 pytestmark = pytest.mark.trace
 
-GPUS = parse_gpu_set("1xA100-80G")
-MIB = 2**20
-PEAK_TOLERANCE = 0.01
-TERM_TOLERANCE = 0.03
-SMALL_TERM_ABS_BYTES = 192 * 1024
 # Liger with full fine-tuning or freeze: the formula's over-estimate on the small models, at most
 # (the slow grid below prints each; freeze without checkpointing is the largest, ~6-10 %).
 TRAINABLE_OVER_ESTIMATE = 0.11
