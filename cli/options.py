@@ -78,13 +78,13 @@ def data_shape_options(func):
                         help="Mean tokens per sample of your data (default: seq-len, the conservative end).")(func)
     func = click.option("--packing/--no-packing", default=False, show_default=True,
                         help="Samples packed to exactly seq-len (LLaMA-Factory packing): no variable-length reserve.")(func)
-    func = click.option("--neat-packing", is_flag=True, default=False,
+    func = click.option("--neat-packing/--no-neat-packing", default=False, show_default=True,
                         help="Packed, each sample attending only to itself (LLaMA-Factory neat_packing; implies packing).")(func)
     return func
 
 
 def allow_packing_option(func):
-    return click.option("--allow-packing", is_flag=True, default=False,
+    return click.option("--allow-packing/--no-allow-packing", default=False, show_default=True,
                         help="Let the plan pack samples to seq-len when that is faster (packing changes which samples "
                              "share a row and how many a step trains on; never chosen without this flag).")(func)
 

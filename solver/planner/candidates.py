@@ -95,11 +95,15 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     # from micro batch 2 on, so the largest micro batch's speed bounds the combination's; micro batch
     # 1 of unpacked data of a known mean length has no padding (speed/levers.py data_shape) and is
     # bounded by itself.
+    shape = dict(space.data_shape)
+    unpadded_one = not shape.get("packing") and (shape.get("mean_sample_len") or space.seq_len) < space.seq_len
     speeds: list[tuple[int, Knobs]] = []
     for knobs in combos:
         allowed = space.splits_allowed(knobs)
         if allowed:
-            ends = {max(allowed, key=lambda s: s.micro_batch), min(allowed, key=lambda s: s.micro_batch)}
+            ends = {max(allowed, key=lambda s: s.micro_batch)}
+            if unpadded_one and not knobs.packing:
+                ends.add(min(allowed, key=lambda s: s.micro_batch))
             best = max(step_time(model, gpus, space.config(knobs, split)).tokens_per_s for split in ends)
             speeds.append((speed_units(best), knobs))
     speeds.sort(key=lambda item: (-item[0], order[item[1]]))

@@ -271,7 +271,8 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
         config.model_copy(update={"seq_len": data.computed_tokens})
     adapters = accum * (_adapter_s_per_micro_step(model, gpu, computed_config)
                         + levers.dora_s_per_micro_step(model, gpu, config, rate))
-    fused = -accum * levers.liger_saved_s_per_micro_step(model, gpu, config, tokens_micro)
+    fused = -min(accum * levers.liger_saved_s_per_micro_step(model, gpu, config, tokens_micro),
+                 K.LIGER_MAX_SAVED_FRACTION * (compute + overhead + adapters + dequant))
 
     p_train = per_token.trainable_params
     ring = (n - 1) / n if n > 1 else 0.0
