@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 VENV=.lfvenv
 PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"  # the torch 2.13.0 CPU wheel here is cp311
 
+# The memory levers' packages (issue 16): LLaMA-Factory's parser requires them to be installed
+# (`check_version(..., mandatory=True)`, hparams/parser.py:218-241) and reads only their metadata,
+# so they go, without dependencies (no triton, no CUDA), into .lfextras on the validator's PYTHONPATH.
+install_extras() {
+    if [ ! -d .lfextras ]; then
+        "$VENV/bin/python" -m pip install -q --no-deps --target .lfextras liger-kernel==0.8.5 galore-torch==1.0 \
+            apollo-torch==1.0.3 badam==1.4 adam-mini==1.1.1
+    fi
+}
+
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<'PY' 2>/dev/null
 from importlib.metadata import version
 assert version("llamafactory") == "0.9.5"
@@ -18,6 +28,7 @@ assert version("transformers") == "5.6.0"
 PY
 then
     echo ".lfvenv is complete (llamafactory 0.9.5, deepspeed 0.19.8)"
+    install_extras
     exit 0
 fi
 
@@ -32,3 +43,4 @@ echo "torch==2.13.0" > "$CONSTRAINTS"
 # DeepSpeed's sdist builds no CUDA ops with DS_BUILD_OPS=0; without build isolation it sees torch.
 DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" --no-build-isolation deepspeed==0.19.8
 echo ".lfvenv ready in $(( $(date +%s) - start )) s"
+install_extras

@@ -23,7 +23,8 @@ def estimate_command(model: str, gpus: str, revision: str | None, seq_len: int, 
                      packing: bool, mean_sample_len: int | None, as_json: bool, **knobs) -> int:
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                              mean_sample_len=mean_sample_len, revision=revision, **pins_from_kwargs(knobs))
+                              mean_sample_len=mean_sample_len, revision=revision,
+                              neat_packing=knobs["neat_packing"], **pins_from_kwargs(knobs))
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from fitplan.solver.problem.knobs import Attention, MemoryOptimizer, Method, Offload, Optimizer, Precision
 
 
 def _choice(enum) -> click.Choice:
@@ -63,6 +63,27 @@ def knob_options(func):
         click.option("--precision", type=_choice(Precision), default=None,
                      help="bf16, fp16, fp32 or pure_bf16 (default bf16 where the GPU has it, else fp16)."),
         click.option("--n-gpus", type=click.IntRange(min=1), default=None, help="Use only this many of the GPUs."),
+        # the memory levers (LLaMA-Factory 0.9.5 keys in brackets; recommend searches --liger itself)
+        click.option("--liger/--no-liger", default=None,
+                     help="Liger kernels: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE [enable_liger_kernel]."),
+        click.option("--unsloth-gc/--no-unsloth-gc", default=None,
+                     help="Checkpointed layer inputs offloaded to host RAM [use_unsloth_gc]."),
+        click.option("--reentrant-gc/--no-reentrant-gc", default=None,
+                     help="Reentrant gradient checkpointing (default on) [use_reentrant_gc]."),
+        click.option("--memory-optimizer", type=_choice(MemoryOptimizer), default=None,
+                     help="Full-parameter training at LoRA-like memory: galore, galore_layerwise, apollo, "
+                          "apollo_layerwise, badam (layer mode) or adam_mini."),
+        click.option("--projection-rank", type=click.IntRange(min=1), default=None,
+                     help="GaLore / APOLLO projection rank (default 16) [galore_rank, apollo_rank]."),
+        click.option("--dora/--no-dora", default=None, help="DoRA adapters [use_dora]."),
+        click.option("--pissa/--no-pissa", default=None, help="PiSSA initialisation (same memory as LoRA) [pissa_init]."),
+        click.option("--rslora/--no-rslora", default=None, help="Rank-stabilised LoRA scaling (no memory change) [use_rslora]."),
+        click.option("--loraplus-lr-ratio", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="LoRA+ learning-rate ratio of B to A (no memory change) [loraplus_lr_ratio]."),
+        click.option("--upcast-layernorm/--no-upcast-layernorm", default=None,
+                     help="Norm weights in fp32 [upcast_layernorm]."),
+        click.option("--upcast-lmhead-output/--no-upcast-lmhead-output", default=None,
+                     help="lm_head output cast to fp32 [upcast_lmhead_output]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -75,7 +96,15 @@ def data_shape_options(func):
                         help="Mean tokens per sample of your data (default: seq-len, the conservative end).")(func)
     func = click.option("--packing/--no-packing", default=False, show_default=True,
                         help="Samples packed to exactly seq-len (LLaMA-Factory packing): no variable-length reserve.")(func)
+    func = click.option("--neat-packing/--no-neat-packing", default=False, show_default=True,
+                        help="Packed, each sample attending only to itself (LLaMA-Factory neat_packing; implies packing).")(func)
     return func
+
+
+def allow_packing_option(func):
+    return click.option("--allow-packing/--no-allow-packing", default=False, show_default=True,
+                        help="Let the plan pack samples to seq-len when that is faster (packing changes which samples "
+                             "share a row and how many a step trains on; never chosen without this flag).")(func)
 
 
 def workload_options(func):
@@ -88,11 +117,13 @@ def workload_options(func):
 
 KNOB_NAMES = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
+LEVER_NAMES = ("liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "projection_rank", "dora", "pissa", "rslora",
+               "loraplus_lr_ratio", "upcast_layernorm", "upcast_lmhead_output")
 
 
 def pins_from_kwargs(kwargs: dict) -> dict:
     """The knob flags of a command as Pins fields (bits as an int)."""
-    pins = {k: kwargs.get(k) for k in KNOB_NAMES}
+    pins = {k: kwargs.get(k) for k in KNOB_NAMES + LEVER_NAMES}
     if pins["bits"] is not None:
         pins["bits"] = int(pins["bits"])
     return pins

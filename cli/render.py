@@ -36,9 +36,24 @@ def render_estimate(estimate: Estimate) -> str:
     lines.append(f"  {'headroom':<24}{gib(estimate.headroom_bytes)}   {verdict}")
     if estimate.host_ram_bytes:
         lines.append(f"host RAM per node for offload: {gib(estimate.host_ram_bytes).strip()}")
+    lines += render_levers(estimate)
     for note in estimate.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def render_levers(estimate: Estimate) -> list[str]:
+    """Each memory lever that is on: what it changes, without -> with, and where each number comes from."""
+    lines = []
+    for effect in estimate.levers:
+        lines.append(f"{effect.lever}: {effect.summary}")
+        for row in effect.rows:
+            label = ("    " if row.detail else "  ") + row.label
+            figures = gib(row.with_bytes).strip()
+            if row.without_bytes is not None:
+                figures = f"{gib(row.without_bytes).strip()} -> {figures}"
+            lines.append(f"{label:<44}{figures:>22}   [{row.source}]" if row.source else f"{label:<44}{figures:>22}")
+    return lines
 
 
 # ---- recommend ---------------------------------------------------------------------------------

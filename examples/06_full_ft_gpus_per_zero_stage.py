@@ -3,7 +3,8 @@
 each ZeRO stage need, with and without CPU offload, and how much host RAM does offload take?
 
 Two answers per stage: with the usual recipe pinned (AdamW, bf16 mixed precision) and with the
-optimizer and precision left to the recommender (8-bit Adam, pure bf16 ... when they save GPUs).
+optimizer and precision left to the recommender (8-bit Adam, pure bf16 ... when they save GPUs;
+with the optimizer free, GaLore, APOLLO, BAdam or Adam-mini where plain AdamW fits nowhere).
 Host RAM is not limited here so that the table can say how much each plan needs; the recommender
 otherwise assumes 2x the node's GPU memory (see the last two commands). Seq 2048; nodes hold 8
 GPUs. Run: `python examples/06_full_ft_gpus_per_zero_stage.py`."""
@@ -34,7 +35,10 @@ def fewest(model: str, **pins) -> tuple[str, str, str]:
         return f"> {MAX_GPUS}", "", ""
     rec = fitplan.recommend(model, gpu_set(count), method="full", settings=UNLIMITED_HOST_RAM, **pins)
     host = gib(rec.estimate.host_ram_bytes) if rec.estimate.host_ram_bytes else "-"
-    return gpu_set(count), host, f"{rec.plan.optim.value}, {rec.plan.precision.value}"
+    chosen = f"{rec.plan.optim.value}, {rec.plan.precision.value}"
+    if rec.plan.memory_optimizer.value != "none":
+        chosen = f"{rec.plan.memory_optimizer.value} ({rec.plan.optim.value}), {rec.plan.precision.value}"
+    return gpu_set(count), host, chosen
 
 
 def main() -> None:

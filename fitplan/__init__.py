@@ -113,11 +113,14 @@ def _pins(knobs: dict):
 
 def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
                   global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-                  revision: str | None = None, inter_node_gbps: float | None = None, **knobs) -> "Instance":
+                  revision: str | None = None, inter_node_gbps: float | None = None,
+                  neat_packing: bool = False, allow_packing: bool = False, **knobs) -> "Instance":
     """The question `estimate` and `recommend` answer, from names or objects and knob keywords.
-    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len); `revision`
-    is the Hub revision of a Hugging Face id's config.json (--revision); `inter_node_gbps` the
-    network out of each node in gigabits per second (--inter-node-gbps; default: the GPU's)."""
+    `packing` / `mean_sample_len` / `neat_packing` describe the data (as --packing /
+    --mean-sample-len / --neat-packing); `allow_packing` lets `recommend` pack (--allow-packing);
+    `revision` is the Hub revision of a Hugging Face id's config.json (--revision);
+    `inter_node_gbps` the network out of each node in gigabits per second (--inter-node-gbps;
+    default: the GPU's)."""
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
@@ -125,7 +128,7 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
 
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
-                            mean_sample_len=mean_sample_len)
+                            mean_sample_len=mean_sample_len, neat_packing=neat_packing, allow_packing=allow_packing)
     except ValidationError as exc:
         raise InvalidConfigurationError(validation_message(exc)) from None
     return Instance(model=_as_model(model, revision), gpus=_as_gpus(gpus, inter_node_gbps), workload=workload,

@@ -27,8 +27,11 @@ MAX_TEXT_CHARS = 256  # names and placeholders; a longer one is no name (and too
 
 # The knobs, as `fitplan.estimate` / `recommend` keywords (cli/options.py KNOB_NAMES).
 KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
-WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len")
+               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus",
+               # the memory levers (cli/options.py LEVER_NAMES)
+               "liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "projection_rank", "dora", "pissa", "rslora",
+               "loraplus_lr_ratio", "upcast_layernorm", "upcast_lmhead_output")
+WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len", "neat_packing", "allow_packing")
 UPLOADED_MODEL_NAME = "uploaded-config"  # the name of an uploaded config.json without _name_or_path
 UPLOADED_MODEL_ARG = "config.json"  # what the reproducing command passes as --model for an upload
 
@@ -70,6 +73,19 @@ class EstimateQuestion(BaseModel):
     optim: str | None = None
     precision: str | None = None
     n_gpus: int | None = Field(default=None, ge=1)
+    liger: bool | None = None
+    unsloth_gc: bool | None = None
+    reentrant_gc: bool | None = None
+    memory_optimizer: str | None = None
+    projection_rank: int | None = Field(default=None, ge=1)
+    dora: bool | None = None
+    pissa: bool | None = None
+    rslora: bool | None = None
+    loraplus_lr_ratio: float | None = Field(default=None, gt=0)
+    upcast_layernorm: bool | None = None
+    upcast_lmhead_output: bool | None = None
+    neat_packing: bool = False
+    allow_packing: bool = False  # recommend's --allow-packing (estimate ignores it)
 
     @field_validator("config_json", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ adamw_8bit / adamw_bnb_8bit, paged_adamw_8bit, adafactor, sgd); shared/reference
 
 from __future__ import annotations
 
-from ..problem.knobs import Attention, Optimizer
+from ..problem.knobs import Attention, MemoryOptimizer, Optimizer
 
 # fitplan value -> (the spelling written, other spellings read as the same value)
 HF_OPTIM_SPELLINGS: dict[Optimizer, tuple[str, ...]] = {
@@ -60,5 +60,34 @@ KNOB_KEY = {
     "zero_stage": "deepspeed",
     "optim": "optim",
     "packing": "packing",
+    # the memory levers (issue 16): LLaMA-Factory 0.9.5 hparams/model_args.py, data_args.py,
+    # finetuning_args.py
+    "liger": "enable_liger_kernel",
+    "unsloth_gc": "use_unsloth_gc",
+    "reentrant_gc": "use_reentrant_gc",
+    "neat_packing": "neat_packing",
+    "dora": "use_dora",
+    "pissa": "pissa_init",
+    "rslora": "use_rslora",
+    "loraplus_lr_ratio": "loraplus_lr_ratio",
+    "upcast_layernorm": "upcast_layernorm",
+    "upcast_lmhead_output": "upcast_lmhead_output",
 }
+# HF TrainingArguments' own switch for Liger (transformers 5.6 `use_liger_kernel`): the Trainer
+# applies the kernels to the model instance; read as `liger` too.
+HF_LIGER_KEY = "use_liger_kernel"
+
+# Each memory optimizer: (the key that turns it on, its layer-wise key, its rank key).
+MEMORY_OPTIMIZER_KEYS: dict[MemoryOptimizer, tuple[str, str | None, str | None]] = {
+    MemoryOptimizer.galore: ("use_galore", "galore_layerwise", "galore_rank"),
+    MemoryOptimizer.galore_layerwise: ("use_galore", "galore_layerwise", "galore_rank"),
+    MemoryOptimizer.apollo: ("use_apollo", "apollo_layerwise", "apollo_rank"),
+    MemoryOptimizer.apollo_layerwise: ("use_apollo", "apollo_layerwise", "apollo_rank"),
+    MemoryOptimizer.badam: ("use_badam", None, None),
+    MemoryOptimizer.adam_mini: ("use_adam_mini", None, None),
+}
+# GaLore's and APOLLO's optimizer classes exist only for these HF `optim` spellings
+# (LLaMA-Factory train/trainer_utils.py:239-246, 330-333); HF's default adamw_torch_fused is not one.
+PROJECTED_OPTIM_SPELLINGS = {"galore": ("adamw_torch", "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "adafactor"),
+                             "apollo": ("adamw_torch",)}
 PRECISION_FLAGS = ("pure_bf16", "bf16", "fp16")  # the reader checks them in this order

@@ -33,6 +33,13 @@ How each knob becomes a key (schemas.md A.1):
 - text: every value is a YAML scalar (`yaml_scalar`, JSON-escaped when not plain) and every
   comment goes through `comment_text`, so no value can end a comment line and start a command.
 - ZeRO 0 -> no `deepspeed:` key (plain DDP); 1-3 -> `deepspeed: ds_config.json`.
+- the memory levers (issue 16; keys in llamafactory/vocabulary.py): Liger -> `enable_liger_kernel`,
+  offloaded checkpoints -> `use_unsloth_gc`, `use_reentrant_gc: false` only when off (LF's default
+  is on), the upcast flags, DoRA / PiSSA / rsLoRA / LoRA+ keys, `packing` / `neat_packing`;
+  GaLore and APOLLO -> `use_galore` / `use_apollo`, `*_target: all`, `*_rank`, `*_layerwise` and
+  `optim: adamw_torch` (their optimizer classes exist only for it, train/trainer_utils.py:239-246,
+  330-333; HF's default adamw_torch_fused raises "Unknown optim"); BAdam -> `use_badam`,
+  `badam_mode: layer` and LF's example switching; Adam-mini -> `use_adam_mini`.
 """
 
 from __future__ import annotations
@@ -47,10 +54,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from ..errors import InvalidConfigurationError
 from ..problem import rules
 from ..problem.config import TrainConfig, describe_launch
-from ..problem.knobs import Attention, Method, Optimizer, Precision
+from ..problem.knobs import LAYERWISE_OPTIMIZERS, PROJECTED_OPTIMIZERS, Attention, MemoryOptimizer, Method, Optimizer, Precision
 from ..specs.gpu import GpuSet
 from ..specs.model import Family, ModelSpec
-from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN
+from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN, MEMORY_OPTIMIZER_KEYS
 from .write_deepspeed import builds_its_optimizer, deepspeed_config
 
 TRAIN_YAML = "train.yaml"
@@ -222,6 +229,19 @@ def default_reasons(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> dict
                       Precision.fp32: "fp32"}[config.precision],
         "bits": f"{config.bits}-bit bitsandbytes base weights (QLoRA)",
         "packing": "samples packed to exactly cutoff_len tokens, as planned",
+        "liger": "Liger kernels: fused linear cross-entropy (no full logits), RMSNorm, SwiGLU, RoPE",
+        "unsloth_gc": "checkpointed layer inputs kept in host RAM, back over PCIe in backward",
+        "reentrant_gc": "non-reentrant gradient checkpointing",
+        "neat_packing": "packed samples attend only to themselves",
+        "dora": "DoRA: magnitude and direction adapters",
+        "pissa": "PiSSA: adapters initialised from the weights' principal singular vectors",
+        "rslora": "rank-stabilised LoRA scaling alpha / sqrt(r)",
+        "loraplus_lr_ratio": "LoRA+: lora_B learns this many times faster than lora_A",
+        "upcast_layernorm": "norm weights in fp32",
+        "upcast_lmhead_output": "lm_head output cast to fp32",
+        "memory_optimizer": {MemoryOptimizer.badam: "BAdam: one decoder layer trains at a time",
+                             MemoryOptimizer.adam_mini: "Adam-mini: one second moment per block"}.get(
+            config.memory_optimizer, "low-rank projected optimizer states"),
     }
     return reasons
 
@@ -230,6 +250,26 @@ def hf_optim(config: TrainConfig) -> str:
     """The `optim:` value: the optimizer HF builds, or under a DeepSpeed `optimizer` block the
     AdamW that block stands for (vocabulary.py)."""
     return HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER if builds_its_optimizer(config) else HF_OPTIM[config.optim]
+
+
+def _memory_optimizer_keys(y: "_Yaml", config: TrainConfig, why: dict[str, str]) -> None:
+    """GaLore / APOLLO / BAdam / Adam-mini keys (LLaMA-Factory 0.9.5 finetuning_args.py; the
+    values beside the rank are LLaMA-Factory's examples/extras/{galore,apollo,badam})."""
+    memory = config.memory_optimizer
+    if memory == MemoryOptimizer.none:
+        return
+    key, layerwise_key, rank_key = MEMORY_OPTIMIZER_KEYS[memory]
+    y.key(key, True, why.get("memory_optimizer", ""))
+    if memory in PROJECTED_OPTIMIZERS:
+        family = key.removeprefix("use_")
+        y.key(f"{family}_target", "all", "every linear of the decoder layers")
+        y.key(rank_key, config.projection_rank, "projection rank of the plan")
+        y.key(layerwise_key, memory in LAYERWISE_OPTIMIZERS,
+              "one optimizer step per parameter as its gradient is made" if memory in LAYERWISE_OPTIMIZERS else "")
+    if memory == MemoryOptimizer.badam:
+        y.key("badam_mode", "layer", "one decoder layer at a time")
+        y.key("badam_switch_mode", "ascending")
+        y.key("badam_switch_interval", 50, "steps per block (LLaMA-Factory's default)")
 
 
 # ---- the three files -----------------------------------------------------------------------------
@@ -251,6 +291,11 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     y.knob("attn", LF_FLASH_ATTN[config.attn], why)
     if not config.grad_ckpt:
         y.knob("grad_ckpt", True, why)
+    for lever in ("liger", "unsloth_gc", "upcast_layernorm", "upcast_lmhead_output"):
+        if getattr(config, lever):
+            y.knob(lever, True, why)
+    if config.grad_ckpt and not config.reentrant_gc:
+        y.knob("reentrant_gc", False, why)
 
     y.section("method")
     y.key("stage", "sft", "supervised fine-tuning")
@@ -259,6 +304,12 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     if config.uses_lora:
         y.knob("lora_rank", config.lora_rank, why)
         y.knob("lora_targets", ",".join(config.lora_targets), why)
+        for lever in ("dora", "pissa", "rslora"):
+            if getattr(config, lever):
+                y.knob(lever, True, why)
+        if config.loraplus_lr_ratio is not None:
+            y.knob("loraplus_lr_ratio", float(config.loraplus_lr_ratio), why)
+    _memory_optimizer_keys(y, config, why)
     if config.method == Method.freeze:
         y.knob("freeze_layers", config.freeze_layers, why)
         y.key("freeze_trainable_modules", "all", "every module of those layers trains")
@@ -275,7 +326,9 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     y.key("template", placeholders.template or default_template(model),
           "" if placeholders.template else "PLACEHOLDER: the model's chat template (--template)")
     y.knob("seq_len", config.seq_len, why)
-    if config.packing:
+    if config.neat_packing:
+        y.knob("neat_packing", True, why)
+    elif config.packing:
         y.knob("packing", True, why)
     elif config.mean_sample_len:
         y.comment(f"memory planned for samples of {config.mean_sample_len} tokens on average "
@@ -303,7 +356,11 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     y.key("num_train_epochs", 3.0)
     y.key("lr_scheduler_type", "cosine")
     y.key("warmup_ratio", 0.1)
-    y.knob("optim", hf_optim(config), why)
+    if config.memory_optimizer in PROJECTED_OPTIMIZERS and config.optim == Optimizer.adamw:
+        y.key(KNOB_KEY["optim"], "adamw_torch", "GaLore / APOLLO build their AdamW only for this optim (LLaMA-Factory "
+                                                "train/trainer_utils.py: Unknown optim otherwise)")
+    else:
+        y.knob("optim", hf_optim(config), why)
     precision_why = why.get("precision", "")
     if config.precision == Precision.bf16:
         y.key("bf16", True, precision_why)

@@ -24,9 +24,10 @@ from ..problem.config import TrainConfig
 from ..problem.knobs import Attention, Method, Precision
 from ..specs.model import Family, MlpKind, ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
+from . import levers, liger
 from .params import lora_params_per_layer, lora_targets
 from .prequantized import largest_dequantized_module_bytes, quantized_in_training
-from .states import uses_deepspeed
+from .states import trainable_param_bytes_each, uses_deepspeed
 
 RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
 LOSS_BYTES_PER_VOCAB = 12  # fp32 log_softmax output + its grad + grad input (trace-notes P6)
@@ -92,8 +93,14 @@ def layer_roles(model: ModelSpec, config: TrainConfig) -> list[LayerRole]:
     if config.uses_lora:
         return [LayerRole.lora] * n
     n_train = min(config.freeze_layers, n)
+    if config.memory_optimizer.value == "badam":
+        # BAdam's active block, at the worst place: layer 0, every layer above passing gradients
+        return [LayerRole.trainable] + [LayerRole.frozen_grad] * (n - 1)
     # With checkpointing LLaMA-Factory calls enable_input_require_grads(), so grads reach layer 0.
-    frozen = LayerRole.frozen_grad if config.grad_ckpt else LayerRole.frozen_no_grad
+    # The offloaded checkpoint is applied only to layers with trainable parameters and marks the
+    # first trainable layer's input as needing grad (checkpointing.py:80-103): frozen layers below
+    # run plainly and keep nothing (trace, qwen2-shaped freeze --unsloth-gc).
+    frozen = LayerRole.frozen_grad if config.grad_ckpt and not config.unsloth_gc else LayerRole.frozen_no_grad
     return [frozen] * (n - n_train) + [LayerRole.trainable] * n_train
 
 
@@ -101,6 +108,8 @@ def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
     """One RMSNorm: its fp32 input (upcast copy, or the input itself when already fp32), rsqrt,
     and under a trainable weight the normalized input it multiplies the weight with."""
     h = model.hidden_size
+    if _liger_norm(model, config):
+        return liger.norm_saved_bytes(h, stream_bytes(config))  # input + rstd, whatever the weight
     saved = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
     if role == LayerRole.trainable:
         # Gemma-2: fp32 normalized input (trace, gemma2-shaped freeze eager: 4h per norm).
@@ -108,8 +117,21 @@ def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
     return saved
 
 
+def _liger_norm(model: ModelSpec, config: TrainConfig) -> bool:
+    kernels = liger.applied(model, config)
+    return kernels is not None and kernels.rms_norm
+
+
+def _liger_mlp(model: ModelSpec, config: TrainConfig) -> bool:
+    kernels = liger.applied(model, config)
+    return kernels is not None and kernels.gated_mlp and model.mlp_kind == MlpKind.gated
+
+
 def _norm_output_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
-    """dtype of a norm's output: fp32 when its weight was upcast (trainable, AMP), else the stream's."""
+    """dtype of a norm's output: fp32 when its weight was upcast (trainable, AMP), else the stream's.
+    LigerRMSNorm's output has its input's dtype whatever the weight's (ops/rms_norm.py:462)."""
+    if _liger_norm(model, config):
+        return stream_bytes(config)
     if role == LayerRole.trainable and autocast_on(config) and not _gemma_norm(model):
         return FP32_BYTES
     return stream_bytes(config)
@@ -142,21 +164,22 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
         return 0
     targets = lora_targets(model, config)
     rank = config.lora_rank
+    dora = levers.dora_saved_per_token(targets, cb) if config.dora else 0  # memory/levers.py
     if autocast_on(config):
         # peft casts x to the fp32 adapter dtype, autocast casts it back to 16-bit per op: one
         # 16-bit copy per adapter, plus the A output.
-        return sum((cb * m.in_features + cb * rank) * m.count for m in targets)
+        return sum((cb * m.in_features + cb * rank) * m.count for m in targets) + dora
     if config.precision == Precision.pure_bf16:
         # peft's default fp32 adapters on a bf16 base, no autocast: each adapter keeps its own
         # fp32 copy of its input and an fp32 A output (trace-notes P5).
-        return sum((FP32_BYTES * m.in_features + FP32_BYTES * rank) * m.count for m in targets)
+        return sum((FP32_BYTES * m.in_features + FP32_BYTES * rank) * m.count for m in targets) + dora
     # Adapters in the compute dtype (DeepSpeed casts the module; fp32 runs) save their input
     # itself: one storage per input tensor, shared by the adapters that read it.
     for tensor in {m.input_tensor for m in targets}:
         if tensor == "attn_out" and effective_attention(model, config) != Attention.eager:
             continue  # the SDPA output storage, counted with attention
         saved += cb * widths[tensor]
-    return saved + sum(cb * rank * m.count for m in targets)
+    return saved + sum(cb * rank * m.count for m in targets) + dora
 
 
 def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = LayerRole.lora) -> int:
@@ -170,7 +193,10 @@ def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = La
     nh = model.num_attention_heads
     q, kv = model.q_dim, model.kv_dim
     qk_norm = 0
-    if model.qk_norm:  # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt
+    if model.qk_norm and _liger_norm(model, config):
+        # LigerRMSNorm keeps the projections' outputs themselves and an fp32 rstd per head
+        qk_norm = cb * (q + kv) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
+    elif model.qk_norm:  # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt
         qk_norm = FP32_BYTES * (q + kv) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
         if role == LayerRole.trainable:
             # a trainable q/k norm weight also keeps its 16-bit normalized input (trace,
@@ -197,6 +223,8 @@ def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = La
 def _mlp_bytes(model: ModelSpec, config: TrainConfig) -> int:
     """Gated MLP keeps gate, act(gate) and up outputs; a plain MLP keeps up and act(up)."""
     cb = compute_bytes(config)
+    if _liger_mlp(model, config):
+        return liger.gated_mlp_saved_bytes(model.intermediate_size, cb)
     branches = 3 if model.mlp_kind == MlpKind.gated else 2
     return branches * cb * model.intermediate_size
 
@@ -237,12 +265,21 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
     h = model.hidden_size
     roles = layer_roles(model, config)
     final_norm = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
-    if config.method == Method.full:
+    first_norm = final_norm
+    if _liger_norm(model, config):
+        final_norm = first_norm = liger.norm_saved_bytes(h, stream_bytes(config))
+    elif config.method == Method.full:
         # the final norm's weight trains too: it keeps its normalized input (trace, llama-shaped
         # full sdpa: +4h per token with the fp32 stream)
         final_norm += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
+    mask = levers.neat_packing_mask_per_token(config, compute_bytes(config))  # block-diagonal 4D mask
     if config.grad_ckpt:
         per_layer = sum(checkpoint_bytes_per_token(model, config) for r in roles if r != LayerRole.frozen_no_grad)
+        if levers.offloads_checkpoints(config):
+            # all on the host but layer 0's input, a leaf AccumulateGrad holds when the embedding is
+            # frozen (LLaMA-Factory marks it requires_grad); the layer being recomputed is counted
+            # in its working set (trace, qwen2-shaped lora and full --unsloth-gc)
+            per_layer = 0 if config.method == Method.full else checkpoint_bytes_per_token(model, config)
         eager_mask = 0
         if effective_attention(model, config) == Attention.eager:
             # the 4D mask, kept as a checkpoint input; Gemma-2 passes a sliding-window mask too
@@ -250,22 +287,90 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
             # in the stream dtype (fp32 under AMP full fine-tuning: trace, llama-shaped full ckpt
             # eager s=256 b=2: 4s per token)
             eager_mask = stream_bytes(config) * config.seq_len * (2 if model.model_type == "gemma2" else 1)
-        return per_layer + final_norm + eager_mask
+        return per_layer + final_norm + eager_mask + mask
     total = sum(layer_bytes_per_token(model, config, r) for r in roles)
     embedding_trains = config.method == Method.full
-    if not embedding_trains and any(r != LayerRole.frozen_no_grad for r in roles):
+    first_keeps = next((r for r in roles if r != LayerRole.frozen_no_grad), None)
+    if _liger_norm(model, config) and first_keeps == LayerRole.trainable:
+        pass  # LigerRMSNorm saves its input whenever its weight trains, even without an input gradient
+    elif not embedding_trains and first_keeps is not None:
         # The first layer that keeps anything gets an input that needs no grad: its first norm
         # keeps neither the fp32 input nor rsqrt (trace: layer 0 under LoRA, and the first
         # trainable layer under freeze, llama-shaped freeze sdpa: -(4h + 4)).
-        total -= FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
-    return total + final_norm
+        total -= first_norm
+    return total + final_norm + mask
 
 
-def forward_end_logits_per_token(model: ModelSpec) -> int:
+# Liger runs (no logits to dominate the forward): the last decoder layer's forward, with every
+# earlier layer's saved tensors alive, can be the step's peak. In flight at its MLP under LoRA:
+# the product c, peft's fp32 cast of it for down_proj's adapter (and under checkpointing, which
+# saves nothing, autocast's 16-bit copy of that cast), plus about this many hidden-size vectors
+# (residual, norm output, projections). Settled by the trace (qwen2/llama-shaped lora sdpa
+# s=256 b=2 with --liger: 8i + 8.1h with checkpointing, 6i + 10.3h without), rounded up.
+FORWARD_IN_FLIGHT_PER_HIDDEN_CKPT = 9
+FORWARD_IN_FLIGHT_PER_HIDDEN = 11
+FORWARD_IN_FLIGHT_PER_HIDDEN_NO_ADAPTERS = 4
+
+
+def forward_layer_in_flight_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """Bytes per token in flight inside the last decoder layer's forward beyond what earlier
+    layers saved (memory/peak.py `forward_last_layer`, a Liger moment; constants above)."""
+    h, i = model.hidden_size, model.intermediate_size
+    cb = compute_bytes(config)
+    if not config.uses_lora:
+        # no peft casts: about 4h in flight (trace, phi3/llama-shaped freeze nockpt with --liger)
+        return FORWARD_IN_FLIGHT_PER_HIDDEN_NO_ADAPTERS * h + _phi3_fused_chunks(model, config)
+    per_hidden = FORWARD_IN_FLIGHT_PER_HIDDEN_CKPT if config.grad_ckpt else FORWARD_IN_FLIGHT_PER_HIDDEN
+    cast = 0
+    if any(m.input_tensor == "mlp_mid" for m in lora_targets(model, config)):
+        cast = FP32_BYTES * i + (cb * i if config.grad_ckpt else 0)
+    return cb * i + cast + per_hidden * h + _phi3_fused_chunks(model, config)
+
+
+def liger_final_norm_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """What LigerRMSNorm keeps at the final norm (freed once its backward has run)."""
+    return liger.norm_saved_bytes(model.hidden_size, stream_bytes(config)) if _liger_norm(model, config) else 0
+
+
+def forward_end_logits_per_token(model: ModelSpec, config: TrainConfig | None = None) -> int:
     """Logits bytes alive at the end of the forward (still inside autocast): 16-bit logits,
-    their fp32 upcast and the log_softmax output, plus Gemma-2's soft-capping tanh output."""
+    their fp32 upcast and the log_softmax output, plus Gemma-2's soft-capping tanh output.
+    `upcast_lmhead_output`: lm_head's hook returns the fp32 cast, so the 16-bit logits die at
+    once (trace, llama/qwen2-shaped lora and full: 8 bytes per vocab entry, not 10)."""
     per_vocab = FORWARD_END_LOGITS_BYTES_PER_VOCAB + (SOFTCAP_BYTES_PER_VOCAB if model.final_logit_softcapping else 0)
+    if config is not None and config.upcast_lmhead_output:
+        per_vocab -= HALF_BYTES
     return per_vocab * model.vocab_size
+
+
+def dora_weight_norm_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """DoRA's weight-norm buffers while a layer runs its forward (memory/levers.py)."""
+    if not (config.dora and config.uses_lora):
+        return 0
+    return levers.dora_weight_norm_bytes(lora_targets(model, config), trainable_param_bytes_each(config))
+
+
+def fused_loss_buffers(model: ModelSpec, config: TrainConfig, compute_capability_major: int = 8):
+    """Liger's fused linear cross-entropy buffers (memory/liger.py) with this run's dtypes: the
+    final norm's output in the stream dtype (LigerRMSNorm keeps its input's dtype), lm_head in
+    the trainable dtype when it trains, else 16-bit (fp32 runs: fp32)."""
+    if config.method == Method.full:
+        weight_bytes = trainable_param_bytes_each(config)
+    else:
+        weight_bytes = FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+    return liger.fused_loss_buffers(model, config, input_bytes=stream_bytes(config), weight_bytes=weight_bytes,
+                                    autocast=autocast_on(config), matmul_bytes=HALF_BYTES,
+                                    compute_capability_major=compute_capability_major)
+
+
+def loss_bytes_per_token(model: ModelSpec, config: TrainConfig) -> float:
+    """The loss buffers that are made afresh at every micro-step's length, per token (the
+    variable-length allocator reserve, memory/overheads.py): Hugging Face's fp32 logits path,
+    or Liger's grad_input, per-token buffers and logits chunk."""
+    if not liger.fused_loss(model, config):
+        return logits_loss_per_token(model)
+    flce = fused_loss_buffers(model, config)
+    return flce.per_token + flce.chunk / (config.micro_batch * config.seq_len)
 
 
 def logits_loss_per_token(model: ModelSpec) -> int:
@@ -285,6 +390,22 @@ EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FULL = 4  # x h bytes per token (full)
 # A frozen layer that passes gradients (freeze + checkpointing, layer 0): trace, mistral/phi3-
 # shaped freeze ckpt eager s=128: 11-13h.
 EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FROZEN = 12
+# Liger: the norms whose fp32 input copy leaves the recompute moment (input and post-attention
+# norms; Gemma-2's two extra norms run with in_place=False and allocate dX). Settled by the trace
+# (qwen2/llama/qwen3/mistral-shaped and gemma2-shaped lora ckpt sdpa with --liger).
+LIGER_NORMS_WITHOUT_FP32_COPY = 2
+LIGER_MLP_BACKWARD_BYTES_PER_INTERMEDIATE = 4
+UNSLOTH_BACKWARD_EXTRA_PER_HIDDEN = 16
+LIGER_EAGER_SOFTMAX_EXTRA_PER_HIDDEN = 8
+
+
+def _phi3_fused_chunks(model: ModelSpec, config: TrainConfig) -> int:
+    """Phi-3 under Liger: the fused gate_up output stays referenced (as the chunks `gate, up` of
+    LigerPhi3SwiGLUMLP.forward) while down_proj runs, beside the contiguous copies SwiGLU saves
+    (trace, phi3-shaped lora / freeze / full with --liger: +2i per token)."""
+    if any(m.name == "gate_up_proj" for m in model.linear_modules()):
+        return 2 * compute_bytes(config) * model.intermediate_size
+    return 0
 
 
 def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, last: bool = False) -> int:
@@ -299,12 +420,41 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
     """
     h, i = model.hidden_size, model.intermediate_size
     roles = layer_roles(model, config)
-    role = roles[0] if last else roles[-1]
+    keeping = [r for r in roles if r != LayerRole.frozen_no_grad] or [LayerRole.frozen_no_grad]
+    role = keeping[0] if last else keeping[-1]  # the first and the last layer that runs backward
     if role == LayerRole.frozen_no_grad:
         return 0
     own = layer_bytes_per_token(model, config, role)
     recomputed = own if config.grad_ckpt else 0
+    # Reentrant checkpointing (LLaMA-Factory's default use_reentrant_gc=True) and the offloaded
+    # checkpoint back-propagate into a detached copy of the layer input and return its .grad: one
+    # more hidden-state gradient while the layer runs backward (trace, llama/qwen2-shaped lora,
+    # freeze, full ckpt sdpa: +2h per token in 16 bits, +4h full). A frozen layer under freeze
+    # holds one vector less than non-reentrant instead (llama-shaped freeze ckpt eager s=128,
+    # layer 0: -2.6h; 2h taken).
+    if config.grad_ckpt and config.reentrant_gc and role == LayerRole.frozen_grad:
+        recomputed -= stream_bytes(config) * h
+    elif config.grad_ckpt and (config.reentrant_gc or config.unsloth_gc):
+        recomputed += stream_bytes(config) * h
+    if config.grad_ckpt and config.unsloth_gc:
+        # the offloaded checkpoint brings the layer input back (one vector) and recomputes and
+        # back-propagates the layer inside its own backward (checkpointing.py:66-75), beside the
+        # outer graph's buffers (trace, qwen2/llama-shaped lora ckpt sdpa --unsloth-gc --liger,
+        # layer 0: +12.5h and +15.1h)
+        recomputed += stream_bytes(config) * h + UNSLOTH_BACKWARD_EXTRA_PER_HIDDEN * h
     mlp_moment = recomputed + 12 * h + 4 * i
+    if _liger_norm(model, config) and _liger_mlp(model, config) and role != LayerRole.lora:
+        # Liger, a layer without peft's casts: SwiGLU's backward writes into its saved a, b and
+        # RMSNorm's into dY, so the MLP backward holds ~3-3.8 bytes per intermediate element
+        # (trace, llama/qwen3/mistral-shaped freeze and full with --liger, ckpt and not),
+        # taken at the top of that range.
+        mlp_moment = recomputed + LIGER_MLP_BACKWARD_BYTES_PER_INTERMEDIATE * i + _phi3_fused_chunks(model, config)
+    elif config.grad_ckpt and _liger_norm(model, config) and _liger_mlp(model, config):
+        # Liger (trace, qwen2/llama-shaped lora ckpt sdpa with --liger: +2i - 8h against the
+        # above): the product c stays while the MLP backward runs, and Hugging Face's norms'
+        # fp32 input copies (2 x 4h) are gone.
+        mlp_moment += (compute_bytes(config) * i - LIGER_NORMS_WITHOUT_FP32_COPY * FP32_BYTES * h
+                       + _phi3_fused_chunks(model, config))
     if effective_attention(model, config) == Attention.eager:
         if config.method == Method.full:
             extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FULL * h
@@ -313,6 +463,10 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
         else:
             extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN * h
         softmax_moment = EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY * model.num_attention_heads * config.seq_len + extra
+        if _liger_norm(model, config):
+            # Liger: the layer's norms keep their inputs, not fp32 copies (trace, gemma2-shaped
+            # freeze with --liger: +8h against the above, checkpointing or not)
+            softmax_moment += LIGER_EAGER_SOFTMAX_EXTRA_PER_HIDDEN * h
         if not config.grad_ckpt:
             softmax_moment -= own  # the layer's own saved tensors are already in the activations
         return max(mlp_moment, softmax_moment)

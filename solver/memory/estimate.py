@@ -12,6 +12,8 @@ from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from ..units import format_gib
+from . import liger
+from .lever_effects import lever_effects
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
@@ -46,7 +48,9 @@ def memory_by_moment(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, mom
     length / seq_len for the variable-length segments."""
     extra = overheads(model, gpus.gpu, config, mean_length_fraction)
     rows = []
-    for moment in moments if moments is not None else step_moments(model, config, gpus.gpus_per_node):
+    if moments is None:
+        moments = step_moments(model, config, gpus.gpus_per_node, gpus.gpu.compute_capability_major or 8)
+    for moment in moments:
         tensor = moment.total()
         held = tensor + allocator_reserve(tensor, extra.allocator_reserve_fraction) + extra.allocator_side()
         blocks = variable_length_reserve_at(moment, extra.variable_length_blocks)
@@ -93,6 +97,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
     notes += prequantized_notes(model, config)
     notes += cautions(model, gpus, config)
+    notes += lever_notes(model, config)
     return Estimate(
         model=model.name,
         gpus=gpus.label(),
@@ -114,4 +119,21 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         host_ram_bytes=host_ram_bytes(model, config, gpus.gpus_per_node),
         fits=peak_required.at(mb) <= capacity,
         notes=notes,
+        levers=lever_effects(model, gpus, config, memory_by_moment),
     )
+
+
+def lever_notes(model: ModelSpec, config: TrainConfig) -> list[str]:
+    """What an estimate with levers on should say beside its numbers."""
+    notes = []
+    if config.liger and liger.applied(model, config) is None:
+        notes.append(f"LLaMA-Factory 0.9.5 applies no Liger kernel to model type {model.model_type!r}: "
+                     "enable_liger_kernel changes nothing here")
+    if config.packing and not config.neat_packing:
+        notes.append("plain packing lets the samples packed into one row attend to each other; neat_packing "
+                     "(--neat-packing) isolates them")
+    if config.packing and config.mean_sample_len:
+        per_row = config.seq_len / config.mean_sample_len
+        notes.append(f"packed: each row holds about {per_row:.1f} samples of {config.mean_sample_len} tokens, so a "
+                     f"step of {config.global_batch} rows trains on about {config.global_batch * per_row:.0f} samples")
+    return notes

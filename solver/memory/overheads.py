@@ -53,7 +53,7 @@ from ..problem.knobs import Attention
 from ..specs.gpu import GpuSpec
 from ..specs.model import ModelSpec
 from ..units import MIB
-from .activations import logits_loss_per_token
+from .activations import loss_bytes_per_token
 from .terms import ZERO, Affine, Moment, Term, fixed, per_token
 
 CUDA_CONTEXT_BYTES = 600 * MIB
@@ -109,7 +109,7 @@ def variable_length_block_reserve(model: ModelSpec, config: TrainConfig,
         return ZERO
     if mean_length_fraction is None:
         mean_length_fraction = config.mean_length_fraction
-    bytes_per_token = VARIABLE_LENGTH_BLOCK_FACTOR * logits_loss_per_token(model) * mean_length_fraction
+    bytes_per_token = VARIABLE_LENGTH_BLOCK_FACTOR * loss_bytes_per_token(model, config) * mean_length_fraction
     return per_token(bytes_per_token, config.seq_len)
 
 

@@ -25,16 +25,23 @@ def lora_params_per_layer(model: ModelSpec, config: TrainConfig) -> int:
 
 
 def trainable_params(model: ModelSpec, config: TrainConfig) -> int:
-    """Parameters that receive gradients and optimizer states."""
+    """Parameters that receive gradients and optimizer states (BAdam: its active block, one
+    decoder layer at a time; DoRA: + one magnitude per adapted output feature, peft `dora.py:64`)."""
+    if config.method == Method.full and config.memory_optimizer.value == "badam":
+        return model.layer_params()
     if config.method == Method.full:
         return model.total_params()
     if config.method == Method.freeze:
         return min(config.freeze_layers, model.num_layers) * model.layer_params()
-    return model.num_layers * lora_params_per_layer(model, config)
+    magnitudes = sum(m.out_features * m.count for m in lora_targets(model, config)) if config.dora else 0
+    return model.num_layers * (lora_params_per_layer(model, config) + magnitudes)
 
 
 def frozen_params(model: ModelSpec, config: TrainConfig) -> int:
-    """Base parameters that are only read: all of them for LoRA, the frozen layers for freeze."""
+    """Base parameters that are only read: all of them for LoRA, the frozen layers for freeze
+    (BAdam: every layer but the active block)."""
+    if config.method == Method.full and config.memory_optimizer.value == "badam":
+        return model.total_params() - trainable_params(model, config)
     if config.method == Method.full:
         return 0
     if config.method == Method.freeze:

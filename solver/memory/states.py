@@ -29,9 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..problem.config import TrainConfig
-from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Method, Offload, Optimizer, Precision
+from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, MemoryOptimizer, Method, Offload, Optimizer, Precision
 from ..specs.model import ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
+from . import optimizers
 from .params import frozen_params, trainable_params
 from .prequantized import prequantized_base_bytes, quantized_in_training
 
@@ -65,6 +66,8 @@ def trainable_param_bytes_each(config: TrainConfig) -> int:
     """Bytes of one trainable parameter in the module (fp32 upcast, or 16-bit under DeepSpeed/pure_bf16)."""
     if config.precision == Precision.fp32:
         return FP32_BYTES
+    if config.memory_optimizer == MemoryOptimizer.badam:
+        return HALF_BYTES  # "Pure bf16 / BAdam detected, remaining trainable params in half precision" (adapter.py:317)
     if config.precision == Precision.pure_bf16 and config.uses_lora and not uses_deepspeed(config):
         # Issue 3 (trace): peft's autocast_adapter_dtype=True makes the adapters fp32 and
         # LLaMA-Factory does not cast them back under pure_bf16.
@@ -80,20 +83,26 @@ def frozen_base_bytes(model: ModelSpec, config: TrainConfig) -> float:
     if n_frozen == 0:
         return 0.0
     dense_bytes = FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+    upcast = 0.0
+    if config.upcast_layernorm and dense_bytes == HALF_BYTES and config.method != Method.full:
+        # LLaMA-Factory upcast_layernorm: frozen 1-D norm weights in fp32 (trace: +2 bytes each)
+        norms = model.num_layers * (model.norms_per_layer * model.norm_params_per_norm()
+                                    + (2 * model.head_dim if model.qk_norm else 0)) + model.norm_params_per_norm()
+        upcast = (FP32_BYTES - HALF_BYTES) * norms
     if quantized_in_training(model):  # a GPTQ/AWQ checkpoint: its own storage (memory/prequantized.py)
-        return prequantized_base_bytes(model, n_frozen, HALF_BYTES)
+        return prequantized_base_bytes(model, n_frozen, HALF_BYTES) + upcast
     if config.bits == 16:
-        return n_frozen * dense_bytes
+        return n_frozen * dense_bytes + upcast
     linear_modules = model.linear_modules()
     linear_weights = model.num_layers * sum(m.weight_params for m in linear_modules)
     rest = n_frozen - linear_weights  # embeddings, lm_head, norms, biases stay 16-bit
     if config.bits == 8:
         row_scales = model.num_layers * sum(m.out_features * m.count for m in linear_modules)
-        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES
+        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES + upcast
     # NF4 with double quantization (LLaMA-Factory `double_quantization: true` default)
     blocks = linear_weights / NF4_BLOCK
     constants = blocks * 1 + (blocks / NF4_DOUBLE_QUANT_BLOCK) * FP32_BYTES
-    return linear_weights * 0.5 + constants + rest * HALF_BYTES
+    return linear_weights * 0.5 + constants + rest * HALF_BYTES + upcast
 
 
 def optimizer_state_bytes_each(model: ModelSpec, config: TrainConfig) -> float:
@@ -112,6 +121,8 @@ def optimizer_state_bytes_each(model: ModelSpec, config: TrainConfig) -> float:
     if config.optim == Optimizer.adafactor:
         side = config.lora_rank if config.uses_lora else model.hidden_size
         return FP32_BYTES * 2 / side
+    if config.memory_optimizer == MemoryOptimizer.adam_mini:
+        return FP32_BYTES if uses_deepspeed(config) else trainable_param_bytes_each(config)  # one moment
     # AdamW states take the parameter's dtype: fp32 for peft's fp32 LoRA adapters even under
     # pure_bf16 (issue 3, trace).
     state_dtype = FP32_BYTES if uses_deepspeed(config) else trainable_param_bytes_each(config)
@@ -144,9 +155,13 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
     if not uses_deepspeed(config):
         param_each = trainable_param_bytes_each(config)
         grads = p_train * param_each
+        states = p_train * state_each
+        if config.memory_optimizer != MemoryOptimizer.none:  # GaLore, APOLLO, BAdam, Adam-mini
+            grads = optimizers.gradient_bytes(model, config, p_train, param_each)
+            states = optimizers.state_bytes(model, config, p_train, param_each)
         ddp_buckets = grads if n > 1 else 0.0
         return ModelStates(weights=base, trainable_params=p_train * param_each, gradients=grads,
-                           optimizer_states=p_train * state_each, comm_buffers=ddp_buckets,
+                           optimizer_states=states, comm_buffers=ddp_buckets,
                            zero3_gathered=0.0, host_ram=0.0)
 
     # DeepSpeed: 16-bit module params and grads; fp32 master + fp32 grads + states, sharded.
@@ -196,5 +211,9 @@ def optimizer_step_temporary_bytes(model: ModelSpec, config: TrainConfig) -> flo
     FusedAdam / CPUAdam likewise. bitsandbytes 8-bit optimizers update blockwise in place.
     A `foreach` AdamW would add one fp32 buffer per parameter (`_foreach_sqrt`,
     shared/reference/trace-notes.md Q6); fitplan emits the fused optimizer, so it is 0 here.
+    GaLore, APOLLO, BAdam and Adam-mini step one parameter at a time with full-size temporaries
+    (memory/optimizers.py).
     """
+    if config.memory_optimizer != MemoryOptimizer.none:
+        return optimizers.step_temporary_bytes(model, config, trainable_param_bytes_each(config))
     return 0.0

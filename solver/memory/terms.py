@@ -60,6 +60,13 @@ class Term(str, Enum):
     backward_working_set = "backward_working_set"  # one layer's recompute and backward temporaries
     embedding_gradient = "embedding_gradient"  # the embedding's gradient made last (full FT)
     optimizer_temporaries = "optimizer_temporaries"  # buffers alive inside optimizer.step()
+    dora_weight_norm = "dora_weight_norm"  # DoRA's weight-norm recompute of one linear (memory/levers.py)
+    # Liger's fused linear cross-entropy (memory/liger.py), reported together as `logits_loss`
+    fused_loss_grad_input = "fused_loss_grad_input"
+    fused_loss_logits_chunk = "fused_loss_logits_chunk"
+    fused_loss_vectors = "fused_loss_vectors"
+    fused_loss_weight_gradient = "fused_loss_weight_gradient"
+    fused_loss_weight_cast = "fused_loss_weight_cast"
     # beyond tensors (memory/overheads.py)
     allocator_reserve = "allocator_reserve"
     cuda_context = "cuda_context"
@@ -73,12 +80,55 @@ class Term(str, Enum):
 
     @property
     def reported_as(self) -> "Term":
-        """The term this one is summed into in reports (itself, or `transient`)."""
+        """The term this one is summed into in reports (itself, `transient` or `logits_loss`)."""
+        if self in _REPORTED_AS:
+            return _REPORTED_AS[self]
         return Term.transient if self in _TRANSIENT_CAUSES else self
+
+    @property
+    def detail_label(self) -> str:
+        """The words for this term itself (a cause or part has its own)."""
+        return _DETAIL_LABELS.get(self) or self.label
+
+    @property
+    def source(self) -> str:
+        """Where the term's formula comes from (file and lines, paper), for reports that show it."""
+        return _SOURCES.get(self, "")
 
 
 _TRANSIENT_CAUSES = frozenset({Term.dequant_buffer, Term.backward_working_set, Term.embedding_gradient,
-                               Term.optimizer_temporaries})
+                               Term.optimizer_temporaries, Term.dora_weight_norm})
+
+# Parts reported under another term: the trace sees lm_head's gradient, once AccumulateGrad has
+# it, as a gradient, and autocast's cast of lm_head's weight as a weight copy.
+_REPORTED_AS = {Term.fused_loss_grad_input: Term.logits_loss, Term.fused_loss_logits_chunk: Term.logits_loss,
+                Term.fused_loss_vectors: Term.logits_loss, Term.fused_loss_weight_gradient: Term.gradients,
+                Term.fused_loss_weight_cast: Term.autocast_weight_copies}
+
+LIGER_FLCE = "liger-kernel 0.8.5 ops/fused_linear_cross_entropy.py"
+_DETAIL_LABELS = {
+    Term.fused_loss_grad_input: "fused loss: grad_input",
+    Term.fused_loss_logits_chunk: "fused loss: logits chunk",
+    Term.fused_loss_vectors: "fused loss: per-token vectors",
+    Term.fused_loss_weight_gradient: "fused loss: lm_head gradient",
+    Term.fused_loss_weight_cast: "fused loss: lm_head 16-bit cast",
+    Term.dora_weight_norm: "DoRA weight-norm recompute",
+}
+_SOURCES = {
+    Term.fused_loss_grad_input: f"{LIGER_FLCE}:108 zeros_like(_input), tokens x hidden in the input dtype",
+    Term.fused_loss_logits_chunk: f"{LIGER_FLCE}:99-106 chunk size, :147-167 one chunk x vocab logits "
+                                  "(+ its casts, :318-348)",
+    Term.fused_loss_vectors: f"{LIGER_FLCE}:125 loss_1d fp32, :131 target mask; transformers/model/loss_utils.py:87-88 "
+                             "shifted int64 labels",
+    Term.fused_loss_weight_gradient: f"{LIGER_FLCE}:114-116 zeros_like(weight) when lm_head trains, "
+                                     ":370-375 legacy fp32 temporary below compute capability 8",
+    Term.fused_loss_weight_cast: f"{LIGER_FLCE}:163 `_input_chunk @ weight.t()` under autocast: weight.t() is a "
+                                 "view, which autocast does not cache (aten autocast_mode.cpp cached_cast), so "
+                                 "each chunk's matmul casts lm_head's fp32 weight anew",
+    Term.logits_loss: "transformers ForCausalLMLoss: 16-bit logits, fp32 upcast, log_softmax and grads "
+                      "(shared/reference/trace-notes.md P6; memory/activations.py)",
+    Term.activations: "memory/activations.py (transformers modelling code, held to the trace)",
+}
 
 _LABELS = {
     Term.weights: "base weights",
@@ -120,6 +170,10 @@ class Moment:
         for term in self.terms.values():
             result = result + term
         return result
+
+    def detail_at(self, micro_batch: int) -> dict[str, int]:
+        """Bytes of each term itself (causes and parts not summed), in the moment's order."""
+        return {term.value: value.at(micro_batch) for term, value in self.terms.items()}
 
     def bytes_at(self, micro_batch: int) -> dict[str, int]:
         """Bytes of each reported term (the four transient causes summed), in the moment's order."""

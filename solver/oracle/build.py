@@ -15,6 +15,7 @@ from torch import nn
 
 from ..problem.config import TrainConfig
 from ..problem.knobs import Attention, Method, Precision
+from ..specs.liger_kernels import liger_kernels
 from ..specs.model import Family, ModelSpec
 
 # Remote-code families have no class in transformers. Each maps onto an in-library class whose
@@ -113,6 +114,11 @@ def _fuse_qkv(attn: nn.Module, spec: ModelSpec) -> None:
         object.__setattr__(attn, name, fn)
 
 
+# Trace `use_reentrant_gc` as set (LLaMA-Factory's default is reentrant: one more hidden-state
+# gradient per recomputed layer, memory/activations.py); False traces every checkpointed run
+# non-reentrant, as the oracle did before issue 16.
+REENTRANT_TRACED = True
+
 FLASH_FOOTPRINT = "fitplan_flash_footprint"
 
 
@@ -188,22 +194,40 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
             layer.self_attn.qkv_proj = nn.Linear(old.in_features, old.out_features, bias=True,
                                                  dtype=dtype, device="meta")
     model.train()
-    if config.grad_ckpt:
+    if config.grad_ckpt and config.unsloth_gc:
+        from .levers import offloaded_checkpoint
+
+        model._set_gradient_checkpointing(enable=True, gradient_checkpointing_func=offloaded_checkpoint)
+        notes.append("use_unsloth_gc: LLaMA-Factory's offloaded checkpointing, its layer inputs held off the GPU.")
+    elif config.grad_ckpt:
         enable = getattr(model, "activation_checkpointing_enable", None)
+        reentrant = config.reentrant_gc and REENTRANT_TRACED
         if enable is not None:  # transformers >= 5.x name
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
         else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        notes.append("Gradient checkpointing non-reentrant (LLaMA-Factory's default use_reentrant_gc=True "
-                     "keeps the same per-layer input).")
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        if not reentrant:
+            notes.append("Gradient checkpointing non-reentrant (LLaMA-Factory's default use_reentrant_gc=True "
+                         "keeps the same per-layer input).")
     model.config.use_cache = False
+    head = None
+    kernels = liger_kernels(spec.model_type) if config.liger else None
+    if kernels is not None:
+        from .liger import patch_model
+
+        head = patch_model(model, kernels)
+        notes.append("Liger kernels traced by their allocation pattern on plain torch ops (solver/oracle/liger.py); "
+                     "the Triton kernels themselves cannot run on a CPU.")
+    elif config.liger:
+        notes.append(f"LLaMA-Factory 0.9.5 applies no Liger kernel to model type {spec.model_type!r}: traced without.")
 
     if config.method in (Method.lora, Method.qlora):
         import peft
 
         targets = lora_target_names(spec, config)
         lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
-                               target_modules=targets, bias="none", task_type="CAUSAL_LM")
+                               target_modules=targets, bias="none", task_type="CAUSAL_LM",
+                               use_dora=config.dora, use_rslora=config.rslora)
         with warnings.catch_warnings():  # peft reads the deprecated is_gradient_checkpointing
             warnings.simplefilter("ignore", FutureWarning)
             model = peft.get_peft_model(model, lora)
@@ -215,6 +239,13 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
         trainable = {id(p) for layer in inner.layers[spec.num_layers - n_train:] for p in layer.parameters()}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
+    if config.upcast_layernorm or config.upcast_lmhead_output:
+        from .levers import upcast_layernorm, upcast_lmhead_output
+
+        if config.upcast_layernorm:
+            upcast_layernorm(model)
+        if config.upcast_lmhead_output:
+            upcast_lmhead_output(model)
     if config.precision != Precision.pure_bf16:
         for p in model.parameters():
             if p.requires_grad:
@@ -226,7 +257,7 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
 
     return BuiltModel(model=model, hf_class=type(inner).__name__.replace("Model", "ForCausalLM"),
                       attn_implementation=attn, decoder_layers=list(inner.layers),
-                      lm_head=lm_head, embed_tokens=inner.embed_tokens, notes=notes)
+                      lm_head=head if head is not None else lm_head, embed_tokens=inner.embed_tokens, notes=notes)
 
 
 def materialize(model: nn.Module, empty) -> None:

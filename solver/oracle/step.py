@@ -43,7 +43,8 @@ TRACE_CANNOT_SEE = (
     "cuBLAS/cuBLASLt workspaces",
     "NCCL, DDP bucket, FSDP and DeepSpeed ZeRO buffers (the trace is one process, one GPU)",
     "bitsandbytes 4/8-bit kernels (QLoRA is traced with a 16-bit base) and 8-bit optimizers",
-    "fused / Liger cross-entropy, torch.compile and other custom kernels",
+    "Liger's Triton kernels themselves (their allocation pattern is traced: solver/oracle/liger.py), "
+    "torch.compile and other custom kernels",
     "data-dependent memory: padding, packing, MoE routing (fakes carry no values)",
 )
 
@@ -240,7 +241,7 @@ def _forward_loss(hf, input_ids, amp_dtype):
         return hf(input_ids=input_ids, labels=input_ids, use_cache=False).loss
     with torch.autocast("cpu", dtype=amp_dtype):
         out = hf(input_ids=input_ids, labels=input_ids, use_cache=False)
-    logits = out.logits.float()  # accelerate's convert_outputs_to_fp32 (freed with `out`)
+    logits = out.logits.float() if out.logits is not None else None  # accelerate's convert_outputs_to_fp32
     loss = out.loss.float()
     del logits, out
     return loss

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..memory.estimate import required_bytes_by_moment
-from ..memory.peak import host_ram_bytes
+from ..memory.peak import host_ram_bytes, micro_batch_key
 from ..memory.states import optimizer_state_bytes_each
 from ..memory.terms import Affine
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
-from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Method, Offload, Optimizer, Precision
+from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, MemoryOptimizer, Method, Offload, Optimizer, Precision
 from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -33,6 +33,11 @@ SPEED_SCALE = 1000  # speed_units = tokens/s x 1000, rounded down: integers for 
 
 _METHOD_QUALITY = {Method.full: 3, Method.lora: 2, Method.qlora: 2, Method.freeze: 1}
 _OFFLOAD_QUALITY = {Offload.none: 2, Offload.optimizer: 1, Offload.all: 0}
+# Plain AdamW, then the optimizer that keeps a full first moment, then the projections (GaLore's
+# SVD basis before APOLLO's random one), then one block at a time.
+_MEMORY_OPTIMIZER_QUALITY = {MemoryOptimizer.none: 6, MemoryOptimizer.adam_mini: 5, MemoryOptimizer.galore: 4,
+                             MemoryOptimizer.galore_layerwise: 4, MemoryOptimizer.apollo: 3,
+                             MemoryOptimizer.apollo_layerwise: 3, MemoryOptimizer.badam: 1}
 
 # The stated tie-break order: among the plans within `quality_tolerance` of the fastest, the
 # first of these on which two plans differ decides (larger is better); where none does, the
@@ -40,11 +45,14 @@ _OFFLOAD_QUALITY = {Offload.none: 2, Offload.optimizer: 1, Offload.all: 0}
 QUALITY_ORDER: tuple[tuple[str, str], ...] = (
     ("bits", "16-bit over 8 over 4-bit"),
     ("method", "full over LoRA over freeze"),
+    ("memory_optimizer", "plain AdamW over Adam-mini over GaLore over APOLLO over BAdam"),
     ("lora_rank", "larger rank"),
     ("amp", "AMP over pure_bf16"),
     ("adamw", "32-bit AdamW"),
     ("offload", "less CPU offload (none, then optimizer states, then parameters too)"),
     ("zero_stage", "lower ZeRO stage"),
+    ("packing", "unpacked samples"),
+    ("liger", "no Liger kernels"),
     ("headroom", "more headroom"),
 )
 
@@ -52,8 +60,9 @@ QUALITY_ORDER: tuple[tuple[str, str], ...] = (
 def quality_values(knobs, headroom_bytes: int) -> tuple:
     """The QUALITY_ORDER values of a plan (a `Knobs` or a `TrainConfig`), larger is better."""
     rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
-    return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
-            knobs.optim == Optimizer.adamw, _OFFLOAD_QUALITY[knobs.offload], -knobs.zero_stage, headroom_bytes)
+    return (knobs.bits, _METHOD_QUALITY[knobs.method], _MEMORY_OPTIMIZER_QUALITY[knobs.memory_optimizer], rank,
+            knobs.precision != Precision.pure_bf16, knobs.optim == Optimizer.adamw, _OFFLOAD_QUALITY[knobs.offload],
+            -knobs.zero_stage, not knobs.packing, not knobs.liger, headroom_bytes)
 
 
 def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
@@ -90,44 +99,54 @@ def fits(required: tuple[Affine, ...], micro_batch: int, budget: int) -> bool:
     return all(term.at(micro_batch) <= budget for term in required)
 
 
-def build_candidates(instance: Instance, settings: SolverSettings, *, prune: bool = True) -> Candidates:
+def build_candidates(instance: Instance, settings: SolverSettings, *, prune: bool = True,
+                     with_memory_optimizers: bool = False) -> Candidates:
     """Knob tables for the solver, fastest combinations first, memory evaluated while it can
     still matter (see module docstring)."""
     model = instance.model
     gpus = instance.gpus
-    space = search_space(instance)
+    space = search_space(instance, with_memory_optimizers)
     budget = memory_budget_bytes(gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(gpus, settings)
     combos = space.knob_combinations()
     order = {knobs: i for i, knobs in enumerate(combos)}
     # Tokens/s never falls as the micro batch grows at a fixed GPU count and global batch (per
-    # micro-step costs are either per token or amortised over more tokens; solver/speed/step_time.py), so
-    # the largest micro batch's speed bounds the combination's.
-    largest: dict[int, BatchSplit] = {}
-    for split in space.splits:
-        if split.n_gpus not in largest or split.micro_batch > largest[split.n_gpus].micro_batch:
-            largest[split.n_gpus] = split
+    # micro-step costs are either per token or amortised over more tokens; solver/speed/step_time.py)
+    # from micro batch 2 on, so the largest micro batch's speed bounds the combination's; micro batch
+    # 1 of unpacked data of a known mean length has no padding (speed/levers.py data_shape) and is
+    # bounded by itself.
+    shape = dict(space.data_shape)
+    unpadded_one = not shape.get("packing") and (shape.get("mean_sample_len") or space.seq_len) < space.seq_len
     speeds: list[tuple[int, Knobs]] = []
     for knobs in combos:
-        split = largest.get(knobs.n_gpus)
-        if split is not None:
-            speeds.append((speed_units(step_time(model, gpus, space.config(knobs, split)).tokens_per_s), knobs))
+        allowed = space.splits_allowed(knobs)
+        if allowed:
+            ends = {max(allowed, key=lambda s: s.micro_batch)}
+            if unpadded_one and not knobs.packing:
+                ends.add(min(allowed, key=lambda s: s.micro_batch))
+            best = max(step_time(model, gpus, space.config(knobs, split)).tokens_per_s for split in ends)
+            speeds.append((speed_units(best), knobs))
     speeds.sort(key=lambda item: (-item[0], order[item[1]]))
 
-    memory: dict[tuple[Knobs, bool], tuple[tuple[Affine, ...], int]] = {}
+    memory: dict[tuple, tuple[tuple[Affine, ...], int]] = {}
 
-    def memory_of(knobs: Knobs, accumulating: bool, config: TrainConfig) -> tuple[tuple[Affine, ...], int]:
+    def memory_of(knobs: Knobs, accumulating, config: TrainConfig) -> tuple[tuple[Affine, ...], int]:
         # required_bytes_by_moment reads grad_accum only as "accumulating or not"
-        # (memory/peak.py _gradients_during_forward): one evaluation per group.
+        # (memory/peak.py _gradients_during_forward) and the micro batch only through
+        # micro_batch_key: one evaluation per group.
         key = (knobs, accumulating)
         if key not in memory:
             memory[key] = (required_bytes(model, gpus, config), host_ram_bytes(model, config, gpus.gpus_per_node))
         return memory[key]
 
-    def groups(knobs: Knobs) -> list[tuple[bool, list[BatchSplit]]]:
-        splits = space.splits_for(knobs.n_gpus)
-        return [(acc, [s for s in splits if (s.grad_accum > 1) == acc]) for acc in (False, True)
-                if any((s.grad_accum > 1) == acc for s in splits)]
+    def groups(knobs: Knobs) -> list[tuple[tuple, list[BatchSplit]]]:
+        splits = space.splits_allowed(knobs)
+        keyed: dict[tuple, list[BatchSplit]] = {}
+        varies = knobs.liger or dict(space.fixed_levers).get("unsloth_gc", False)
+        for split in splits:  # accumulating or not, then what the micro batch changes beyond an affine term
+            extra = micro_batch_key(model, space.config(knobs, split)) if varies else ()
+            keyed.setdefault((split.grad_accum > 1, extra), []).append(split)
+        return sorted(keyed.items(), key=lambda item: (item[0][0], item[1][0].micro_batch))
 
     def can_fit(knobs: Knobs) -> bool:
         """Whether any split of this combination fits (smallest micro batch of each group)."""

@@ -22,7 +22,11 @@ from .solve import solve
 FLAG_OF_PIN = {"method": "--method", "bits": "--bits", "lora_rank": "--lora-rank", "lora_targets": "--lora-target",
                "freeze_layers": "--freeze-layers", "micro_batch": "--micro-batch", "grad_accum": "--grad-accum",
                "grad_ckpt": "--grad-ckpt/--no-grad-ckpt", "attn": "--attn", "zero_stage": "--zero",
-               "offload": "--offload", "optim": "--optim", "precision": "--precision", "n_gpus": "--n-gpus"}
+               "offload": "--offload", "optim": "--optim", "precision": "--precision", "n_gpus": "--n-gpus",
+               "liger": "--liger/--no-liger", "unsloth_gc": "--unsloth-gc", "reentrant_gc": "--reentrant-gc",
+               "memory_optimizer": "--memory-optimizer", "projection_rank": "--projection-rank", "dora": "--dora",
+               "pissa": "--pissa", "rslora": "--rslora", "loraplus_lr_ratio": "--loraplus-lr-ratio",
+               "upcast_layernorm": "--upcast-layernorm", "upcast_lmhead_output": "--upcast-lmhead-output"}
 
 
 def _memory_sentence(instance: Instance, settings: SolverSettings, candidates: Candidates

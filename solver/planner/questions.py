@@ -15,7 +15,7 @@ from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budg
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from .candidates import fits, leanest_optimizers, required_bytes
-from .search_space import SearchSpace, search_space
+from .search_space import SearchSpace, memory_optimizers_may_help, search_space
 from .solve import solve
 
 
@@ -38,11 +38,11 @@ def fits_somewhere(instance: Instance, settings: SolverSettings | None = None) -
     settings = settings or SolverSettings()
     model = instance.model
     gpus = instance.gpus
-    space = frugal_space(search_space(instance), model)
+    space = frugal_space(search_space(instance, memory_optimizers_may_help(instance)), model)
     budget = memory_budget_bytes(gpus, settings.headroom_fraction, variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(gpus, settings)
     for knobs in space.knob_combinations():
-        for split in space.splits_for(knobs.n_gpus):
+        for split in space.splits_allowed(knobs):
             config = space.config(knobs, split)
             if host_ram_bytes(model, config, gpus.gpus_per_node) > host_limit:
                 continue
@@ -100,7 +100,7 @@ def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limi
 
 # Pins relaxed together, one group at a time, most harmless first: memory-only knobs, then the
 # optimizer and precision, then the method (which changes what is trained).
-RELAX_GROUPS = (("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), ("zero_stage", "offload"), ("offload",),
+RELAX_GROUPS = (("liger",), ("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), ("zero_stage", "offload"), ("offload",),
                 ("optim",), ("precision",), ("method", "bits", "lora_rank", "lora_targets", "freeze_layers"),
                 ("micro_batch", "grad_accum", "grad_ckpt", "attn", "zero_stage", "offload"),
                 ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",

@@ -17,6 +17,11 @@ is left out here is left out of both. What is left out when not pinned, and why:
   Gemma-2 (no soft-capping: FA2, else eager, as LLaMA-Factory's `flash_attn: auto` does), and
   bitsandbytes 8-bit below compute capability 7.5 (a slow fallback the speed model does not see);
   pinned, they are planned with the caution printed.
+- The memory levers (issue 16): Liger is searched (on and off) wherever LLaMA-Factory applies
+  kernels to the model type and Triton runs on the GPU; packing only with --allow-packing (it
+  changes what a step trains on); GaLore, APOLLO, BAdam and Adam-mini only for --method full
+  with the optimizer free, and only when plain full fine-tuning fits nowhere (planner/solve.py); offloaded
+  checkpoints, DoRA, PiSSA, rsLoRA, LoRA+ and the upcast flags only when pinned.
 """
 
 from __future__ import annotations
@@ -26,15 +31,27 @@ from dataclasses import dataclass
 from ..problem.cautions import fp16_overflow, sdpa_drops_softcapping, slow_int8
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
-from ..problem.knobs import LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, Attention, Method, Offload, Optimizer, Precision
+from ..problem.knobs import (
+    LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+    Attention,
+    MemoryOptimizer,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+)
 from ..problem.rules import (
     attention_allowed,
     bits_allowed,
     combination_problems,
+    liger_allowed,
+    memory_optimizer_problems,
     precision_allowed,
+    split_problems,
     undocumented_problems,
 )
 from ..specs.gpu import GpuSet
+from ..specs.liger_kernels import liger_kernels
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
 FREE_METHODS = ((Method.full, 16), (Method.lora, 16), (Method.qlora, 8), (Method.qlora, 4))
@@ -63,6 +80,9 @@ class Knobs:
     optim: Optimizer
     precision: Precision
     n_gpus: int
+    liger: bool = False
+    packing: bool = False
+    memory_optimizer: MemoryOptimizer = MemoryOptimizer.none
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,10 @@ class SearchSpace:
     data_shape: tuple[tuple[str, object], ...]  # seq_len, packing, mean_sample_len (Workload.data_shape)
     lora_targets: tuple[str, ...]
     freeze_layers: int
+    ligers: tuple[bool, ...] = (False,)
+    packings: tuple[bool, ...] = (False,)
+    memory_optimizers: tuple[MemoryOptimizer, ...] = (MemoryOptimizer.none,)
+    fixed_levers: tuple[tuple[str, object], ...] = ()  # pinned levers the search does not vary
 
     @property
     def seq_len(self) -> int:
@@ -101,6 +125,14 @@ class SearchSpace:
 
     def splits_for(self, n_gpus: int) -> tuple[BatchSplit, ...]:
         return tuple(s for s in self.splits if s.n_gpus == n_gpus)
+
+    def splits_allowed(self, knobs: "Knobs") -> tuple[BatchSplit, ...]:
+        """This combination's splits that its levers allow (layer-wise GaLore / APOLLO: no
+        accumulation; neat packing under FA2: micro batch 1; problem/rules.py split_problems)."""
+        neat = dict(self.data_shape).get("neat_packing", False)
+        return tuple(s for s in self.splits_for(knobs.n_gpus)
+                     if not split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat, attn=knobs.attn,
+                                           micro_batch=s.micro_batch, grad_accum=s.grad_accum))
 
     def knob_combinations(self) -> list[Knobs]:
         """Every combination LLaMA-Factory and the hardware accept, in a fixed order."""
@@ -114,31 +146,51 @@ class SearchSpace:
                             for optim in self.optims:
                                 for ckpt in self.grad_ckpt:
                                     for attn in self.attns:
-                                        knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
-                                                      precision, n)
-                                        if combination_allowed(knobs):
-                                            result.append(knobs)
+                                        for liger, packing, memory in self._lever_values(method):
+                                            knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
+                                                          precision, n, liger, packing, memory)
+                                            if combination_allowed(knobs, dict(self.fixed_levers)):
+                                                result.append(knobs)
         return result
+
+    def _lever_values(self, method: Method) -> list[tuple[bool, bool, MemoryOptimizer]]:
+        memories = self.memory_optimizers if method == Method.full else (MemoryOptimizer.none,)
+        return [(liger, packing, memory) for memory in memories for packing in self.packings for liger in self.ligers]
 
     def config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
         """The full configuration of one candidate (validated)."""
+        data = dict(self.data_shape)
+        data["packing"] = data.get("packing", False) or knobs.packing
         return TrainConfig(method=knobs.method, bits=knobs.bits, lora_rank=knobs.lora_rank,
                            lora_targets=self.lora_targets, freeze_layers=self.freeze_layers,
-                           **dict(self.data_shape), micro_batch=split.micro_batch, grad_accum=split.grad_accum,
+                           **data, micro_batch=split.micro_batch, grad_accum=split.grad_accum,
                            grad_ckpt=knobs.grad_ckpt, attn=knobs.attn, zero_stage=knobs.zero_stage,
                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
-                           n_gpus=knobs.n_gpus)
+                           n_gpus=knobs.n_gpus, liger=knobs.liger, memory_optimizer=knobs.memory_optimizer,
+                           **dict(self.fixed_levers))
 
 
-def combination_allowed(knobs: Knobs) -> bool:
+def combination_allowed(knobs: Knobs, fixed_levers: dict | None = None) -> bool:
     """Whether LLaMA-Factory and DeepSpeed run this combination (problem/rules.py), and whether
     it is worth searching: DeepSpeed on one GPU only for offload (ZeRO shards nothing on one GPU)."""
     if knobs.n_gpus == 1 and knobs.zero_stage > 0 and knobs.offload == Offload.none:
         return False
     if undocumented_problems(method=knobs.method, zero_stage=knobs.zero_stage, offload=knobs.offload):
         return False  # never propose what no framework documents (problem/rules.py)
-    return not combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
-                                    offload=knobs.offload, optim=knobs.optim, precision=knobs.precision)
+    if combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
+                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision):
+        return False
+    if memory_optimizer_problems(method=knobs.method, memory_optimizer=knobs.memory_optimizer,
+                                 zero_stage=knobs.zero_stage, offload=knobs.offload, optim=knobs.optim,
+                                 n_gpus=knobs.n_gpus):
+        return False
+    fixed = fixed_levers or {}
+    if fixed.get("unsloth_gc") and not knobs.grad_ckpt:
+        return False
+    lora_only = fixed.get("dora") or fixed.get("pissa") or fixed.get("rslora") or fixed.get("loraplus_lr_ratio")
+    if lora_only and knobs.method not in (Method.lora, Method.qlora):
+        return False
+    return not (fixed.get("pissa") and (knobs.method == Method.qlora or knobs.zero_stage == 3))
 
 
 def default_global_batch(gpus: GpuSet) -> int:
@@ -178,8 +230,21 @@ def batch_splits(instance: Instance) -> tuple[tuple[BatchSplit, ...], int | None
     return tuple(splits), global_batch
 
 
-def search_space(instance: Instance) -> SearchSpace:
-    """The candidate values of each knob: the pin if given, else the free choices the GPU allows."""
+# Levers the search never varies: the pin, else LLaMA-Factory's default (problem/config.py).
+FIXED_LEVERS = ("unsloth_gc", "reentrant_gc", "dora", "pissa", "rslora", "loraplus_lr_ratio", "projection_rank",
+                "upcast_layernorm", "upcast_lmhead_output")
+
+
+def memory_optimizers_may_help(instance: Instance) -> bool:
+    """GaLore, APOLLO, BAdam and Adam-mini are a fallback of --method full when the optimizer is
+    free (module docstring): they replace or wrap it, so a pinned --optim rules them out."""
+    pins = instance.pins
+    return pins.method == Method.full and pins.memory_optimizer is None and pins.optim is None
+
+
+def search_space(instance: Instance, with_memory_optimizers: bool = False) -> SearchSpace:
+    """The candidate values of each knob: the pin if given, else the free choices the GPU allows
+    (`with_memory_optimizers`: also GaLore, APOLLO, BAdam and Adam-mini for full fine-tuning)."""
     pins = instance.pins
     gpus = instance.gpus
     if pins.method is not None or pins.bits is not None:
@@ -228,10 +293,24 @@ def search_space(instance: Instance) -> SearchSpace:
         precisions = (Precision.fp16,)
     precisions = tuple(p for p in precisions if precision_allowed(gpus, p))
     splits, global_batch = batch_splits(instance)
+    if pins.liger is not None:
+        ligers = (pins.liger,)
+    else:
+        ligers = (False, True) if liger_kernels(instance.model.model_type) and liger_allowed(gpus) else (False,)
+    workload = instance.workload
+    packings = (False, True) if workload.allow_packing and not (workload.packing or workload.neat_packing) else (False,)
+    if pins.memory_optimizer is not None:
+        memories = (pins.memory_optimizer,)
+    elif with_memory_optimizers:
+        memories = tuple(MemoryOptimizer)
+    else:
+        memories = (MemoryOptimizer.none,)
+    fixed = {k: v for k, v in pins.pinned().items() if k in FIXED_LEVERS}
     return SearchSpace(
         methods=tuple(methods), lora_ranks=ranks, grad_ckpt=ckpt, attns=attns, zero_offloads=zero_offloads,
         optims=optims, precisions=precisions, splits=splits, global_batch=global_batch,
         data_shape=tuple(instance.workload.data_shape().items()),
         lora_targets=pins.lora_targets or ("all",),
         freeze_layers=pins.freeze_layers or LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+        ligers=ligers, packings=packings, memory_optimizers=memories, fixed_levers=tuple(sorted(fixed.items())),
     )

@@ -11,6 +11,7 @@ from ..problem.settings import SolverSettings, min_free_bytes
 from ..speed.step_time import step_time
 from .candidates import Candidates, build_candidates
 from .cpsat_model import PlanModel
+from .search_space import memory_optimizers_may_help
 
 
 def answer_with_candidates(instance: Instance, settings: SolverSettings | None = None
@@ -19,7 +20,14 @@ def answer_with_candidates(instance: Instance, settings: SolverSettings | None =
     the candidate tables it was chosen from (which the explanation of an infeasible answer reads)."""
     settings = settings or SolverSettings()
     check_pins(instance)
-    candidates = build_candidates(instance, settings)
+    answer = _answer(instance, settings, build_candidates(instance, settings))
+    if answer[0].plan is None and memory_optimizers_may_help(instance):
+        # GaLore, APOLLO, BAdam, Adam-mini: proposed when plain AdamW full fine-tuning fits nowhere
+        answer = _answer(instance, settings, build_candidates(instance, settings, with_memory_optimizers=True))
+    return answer
+
+
+def _answer(instance: Instance, settings: SolverSettings, candidates: Candidates) -> tuple[Recommendation, Candidates]:
     tables = candidates.tables
     common = dict(headroom_fraction=settings.headroom_fraction, memory_budget_bytes=candidates.budget_bytes,
                   min_free_bytes=min_free_bytes(not instance.workload.packing),

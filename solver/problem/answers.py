@@ -19,7 +19,21 @@ def plan_knobs(config: TrainConfig) -> dict:
             "lora_rank": config.lora_rank if config.uses_lora else None,
             "micro_batch": config.micro_batch, "grad_accum": config.grad_accum, "grad_ckpt": config.grad_ckpt,
             "attn": config.attn.value, "zero_stage": config.zero_stage, "offload": config.offload.value,
-            "optim": config.optim.value, "precision": config.precision.value, "n_gpus": config.n_gpus}
+            "optim": config.optim.value, "precision": config.precision.value, "n_gpus": config.n_gpus,
+            **lever_knobs(config)}
+
+
+def lever_knobs(config: TrainConfig) -> dict:
+    """The memory levers of a plan as JSON values (issue 16): `liger` is true/false; the LoRA
+    variants are null without adapters, `projection_rank` is null unless GaLore/APOLLO runs."""
+    projected = config.memory_optimizer.value.startswith(("galore", "apollo"))
+    lora = config.uses_lora
+    return {"liger": config.liger, "unsloth_gc": config.unsloth_gc, "packing": config.packing,
+            "neat_packing": config.neat_packing, "memory_optimizer": config.memory_optimizer.value,
+            "projection_rank": config.projection_rank if projected else None,
+            "dora": config.dora if lora else None, "pissa": config.pissa if lora else None,
+            "rslora": config.rslora if lora else None, "loraplus_lr_ratio": config.loraplus_lr_ratio if lora else None,
+            "upcast_layernorm": config.upcast_layernorm, "upcast_lmhead_output": config.upcast_lmhead_output}
 
 
 class MomentBytes(BaseModel):
@@ -27,6 +41,35 @@ class MomentBytes(BaseModel):
     phase: str
     tensor_bytes: int
     required_bytes: int
+
+
+class LeverRow(BaseModel):
+    """One figure a lever changes: bytes without the lever, with it (None: not compared), and
+    where the number comes from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    with_bytes: int
+    without_bytes: int | None = None
+    source: str = ""
+    detail: bool = False  # a part of the row above it
+
+
+class LeverEffect(BaseModel):
+    """What one memory lever (issue 16) does to this estimate, term by term."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lever: str  # the LLaMA-Factory key
+    summary: str
+    rows: list[LeverRow] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict:
+        return {"lever": self.lever, "summary": self.summary,
+                "rows": [{"label": r.label, "gib": to_gib(r.with_bytes),
+                          "without_gib": None if r.without_bytes is None else to_gib(r.without_bytes),
+                          "source": r.source} for r in self.rows]}
 
 
 class Estimate(BaseModel):
@@ -54,6 +97,7 @@ class Estimate(BaseModel):
     host_ram_bytes: int
     fits: bool
     notes: list[str]
+    levers: list[LeverEffect] = Field(default_factory=list)
 
     @property
     def headroom_bytes(self) -> int:
@@ -81,6 +125,7 @@ class Estimate(BaseModel):
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "notes": self.notes,
+            **({"levers": [e.to_json_dict() for e in self.levers]} if self.levers else {}),
         }
 
 

@@ -13,7 +13,9 @@ from . import rules
 from .knobs import (
     LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
     LLAMAFACTORY_DEFAULT_LORA_RANK,
+    LLAMAFACTORY_DEFAULT_PROJECTION_RANK,
     Attention,
+    MemoryOptimizer,
     Method,
     Offload,
     Optimizer,
@@ -47,6 +49,20 @@ class TrainConfig(BaseModel):
     # (None = unknown, taken as seq_len: the conservative end).
     packing: bool = False
     mean_sample_len: int | None = Field(default=None, ge=1)
+    # The memory levers of LLaMA-Factory 0.9.5 (issue 16; memory/liger.py, memory/levers.py,
+    # memory/optimizers.py, speed/levers.py). Defaults are LLaMA-Factory's.
+    liger: bool = False  # enable_liger_kernel
+    unsloth_gc: bool = False  # use_unsloth_gc: checkpointed layer inputs live in host RAM
+    reentrant_gc: bool = True  # use_reentrant_gc
+    neat_packing: bool = False  # packed samples attend only to themselves (implies packing)
+    dora: bool = False  # use_dora
+    pissa: bool = False  # pissa_init
+    rslora: bool = False  # use_rslora
+    loraplus_lr_ratio: float | None = Field(default=None, gt=0)
+    memory_optimizer: MemoryOptimizer = MemoryOptimizer.none  # use_galore / use_apollo / use_badam / use_adam_mini
+    projection_rank: int = Field(default=LLAMAFACTORY_DEFAULT_PROJECTION_RANK, ge=1)  # galore_rank / apollo_rank
+    upcast_layernorm: bool = False
+    upcast_lmhead_output: bool = False
 
     @field_validator("bits")
     @classmethod
@@ -56,6 +72,14 @@ class TrainConfig(BaseModel):
             raise ValueError(problem)
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _neat_packing_packs(cls, data):
+        """LLaMA-Factory `data_args.py:185-186`: `neat_packing` sets `packing = True`."""
+        if isinstance(data, dict) and data.get("neat_packing"):
+            data = {**data, "packing": True}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         problems = rules.combination_problems(method=self.method, bits=self.bits, zero_stage=self.zero_stage,
@@ -63,6 +87,7 @@ class TrainConfig(BaseModel):
         shape = rules.data_shape_problem(self.seq_len, self.mean_sample_len)
         if shape:
             problems.append(shape)
+        problems += rules.lever_problems(self)
         if problems:
             raise ValueError(problems[0])
         return self
@@ -95,7 +120,7 @@ def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]
     """Every reason this configuration cannot run on these GPUs with this model (problem/rules.py),
     as lines a user can act on."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn, bits=config.bits,
-                                       n_gpus=config.n_gpus)
+                                       n_gpus=config.n_gpus, liger=config.liger)
     if config.uses_lora:
         problems += rules.model_problems(model, method=config.method, lora_rank=config.lora_rank,
                                          lora_targets=config.lora_targets)
@@ -121,6 +146,24 @@ def _gpu_count(n_gpus: int) -> str:
     return f"{n_gpus} GPU{'s' if n_gpus > 1 else ''}"
 
 
+def lever_words(config: TrainConfig) -> list[str]:
+    """The memory levers that are on (issue 16), in the words every report uses."""
+    c = config
+    words = []
+    if c.memory_optimizer != MemoryOptimizer.none:
+        rank = f" r{c.projection_rank}" if c.memory_optimizer.value.startswith(("galore", "apollo")) else ""
+        words.append(c.memory_optimizer.value.replace("_", " ") + rank)
+    words += [word for flag, word in (("dora", "DoRA"), ("pissa", "PiSSA"), ("rslora", "rsLoRA")) if getattr(c, flag)]
+    if c.loraplus_lr_ratio is not None:
+        words.append(f"LoRA+ x{c.loraplus_lr_ratio:g}")
+    words += [word for flag, word in (("liger", "Liger"), ("unsloth_gc", "offloaded ckpt")) if getattr(c, flag)]
+    if c.packing:
+        words.append("neat packing" if c.neat_packing else "packing")
+    words += [word for flag, word in (("upcast_layernorm", "fp32 norms"), ("upcast_lmhead_output", "fp32 logits"))
+              if getattr(c, flag)]
+    return words
+
+
 def describe_config(config: TrainConfig) -> str:
     """Every knob, as `estimate` and `check` print a configuration's first line."""
     c = config
@@ -134,6 +177,7 @@ def describe_config(config: TrainConfig) -> str:
              f"ZeRO-{c.zero_stage}" if c.zero_stage else "no ZeRO"]
     if c.offload != Offload.none:
         parts.append(f"offload {c.offload.value}")
+    parts += lever_words(c)
     parts.append(_gpu_count(c.n_gpus))
     return ", ".join(parts)
 
@@ -151,6 +195,7 @@ def describe_plan(config: TrainConfig) -> str:
         parts.append(f"ZeRO-{config.zero_stage}")
     if config.offload != Offload.none:
         parts.append(f"offload {config.offload.value}")
+    parts += lever_words(config)
     parts.append(_gpu_count(config.n_gpus))
     return ", ".join(parts)
 

@@ -13,7 +13,7 @@ from ..specs.model import ModelSpec
 from . import rules
 from .cautions import sdpa_drops_softcapping
 from .config import TrainConfig, make_config
-from .knobs import Attention, Method, Offload, Optimizer, Precision
+from .knobs import Attention, MemoryOptimizer, Method, Offload, Optimizer, Precision
 
 
 class Pins(BaseModel):
@@ -35,6 +35,18 @@ class Pins(BaseModel):
     optim: Optimizer | None = None
     precision: Precision | None = None
     n_gpus: int | None = None
+    # the memory levers (issue 16); None = free for recommend where it searches them, else LF's default
+    liger: bool | None = None
+    unsloth_gc: bool | None = None
+    reentrant_gc: bool | None = None
+    dora: bool | None = None
+    pissa: bool | None = None
+    rslora: bool | None = None
+    loraplus_lr_ratio: float | None = Field(default=None, gt=0)
+    memory_optimizer: MemoryOptimizer | None = None
+    projection_rank: int | None = Field(default=None, ge=1)
+    upcast_layernorm: bool | None = None
+    upcast_lmhead_output: bool | None = None
 
     def pinned(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -47,10 +59,15 @@ class Workload(BaseModel):
     global_batch: int | None = Field(default=None, ge=1)  # samples per optimizer step, all GPUs
     packing: bool = False  # samples packed to exactly seq_len (LLaMA-Factory `packing`)
     mean_sample_len: int | None = Field(default=None, ge=1)  # None = unknown, taken as seq_len
+    neat_packing: bool = False  # packed, each sample attending only to itself (LLaMA-Factory `neat_packing`)
+    # The recommender may propose packing (a throughput lever that changes what a step trains on,
+    # so never without the user's leave: --allow-packing).
+    allow_packing: bool = False
 
     def data_shape(self) -> dict:
         """The TrainConfig fields that describe the data rather than a knob."""
-        return {"seq_len": self.seq_len, "packing": self.packing, "mean_sample_len": self.mean_sample_len}
+        return {"seq_len": self.seq_len, "packing": self.packing or self.neat_packing,
+                "mean_sample_len": self.mean_sample_len, "neat_packing": self.neat_packing}
 
 
 class Instance(BaseModel):
@@ -72,6 +89,8 @@ def completed_pins(pins: dict) -> dict:
         pins["method"] = Method.qlora
     if "bits" not in pins and pins.get("method") == Method.qlora:
         pins["bits"] = 4
+    if "method" not in pins and pins.get("memory_optimizer", MemoryOptimizer.none) != MemoryOptimizer.none:
+        pins["method"] = Method.full  # GaLore, APOLLO, BAdam and Adam-mini train every parameter
     return pins
 
 
@@ -103,14 +122,15 @@ def _refuse_undocumented(knobs: dict) -> None:
             raise InvalidConfigurationError(problems[0])
 
 
-COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision")
+COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision", "memory_optimizer", "dora", "pissa",
+                  "rslora", "loraplus_lr_ratio")
 
 
 def check_pins(instance: Instance) -> None:
     """Pins the hardware or LLaMA-Factory rule out are bad input (exit 2), not 'nothing fits'."""
     pins, gpus = instance.pins, instance.gpus
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
-                                       n_gpus=pins.n_gpus)
+                                       n_gpus=pins.n_gpus, liger=pins.liger)
     problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
     problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
                                             zero_stage=pins.zero_stage)

@@ -45,3 +45,24 @@ BITSANDBYTES_OPTIMIZERS = (Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit)
 
 LLAMAFACTORY_DEFAULT_LORA_RANK = 8  # FinetuningArguments.lora_rank
 LLAMAFACTORY_DEFAULT_FREEZE_LAYERS = 2  # FinetuningArguments.freeze_trainable_layers
+
+
+class MemoryOptimizer(str, Enum):
+    """Full-parameter training at a fraction of AdamW's memory (LLaMA-Factory 0.9.5
+    `hparams/finetuning_args.py` GaloreArguments, ApolloArguments, BAdamArgument, `use_adam_mini`;
+    optimizers built in `train/trainer_utils.py`). `*_layerwise` steps each parameter as soon as
+    its gradient is made (`galore_layerwise` / `apollo_layerwise`), so whole-model gradients never exist."""
+
+    none = "none"
+    galore = "galore"
+    galore_layerwise = "galore_layerwise"
+    apollo = "apollo"
+    apollo_layerwise = "apollo_layerwise"
+    badam = "badam"  # badam_mode: layer (one decoder layer trains at a time)
+    adam_mini = "adam_mini"
+
+
+PROJECTED_OPTIMIZERS = (MemoryOptimizer.galore, MemoryOptimizer.galore_layerwise, MemoryOptimizer.apollo,
+                        MemoryOptimizer.apollo_layerwise)
+LAYERWISE_OPTIMIZERS = (MemoryOptimizer.galore_layerwise, MemoryOptimizer.apollo_layerwise)
+LLAMAFACTORY_DEFAULT_PROJECTION_RANK = 16  # FinetuningArguments.galore_rank and apollo_rank

@@ -9,13 +9,28 @@ shared/reference/schemas.md A.2 (LLaMA-Factory parser rejections: quantization o
 "Only 4-bit quantized model can use fsdp+qlora", `pure_bf16` is incompatible with ZeRO-3);
 DeepSpeed 0.19.8 (`offload_param` is a ZeRO-3 feature; CPU offload steps the optimizer with its
 own CPU Adam, so bitsandbytes' GPU optimizers cannot run there).
+The memory levers (issue 16): LLaMA-Factory 0.9.5 `hparams/finetuning_args.py:595-615`,
+`hparams/parser.py:192-193, 377-401`, `train/trainer_utils.py:239-251, 330-338`,
+`data/collator.py:527-532`; /work/notes/llamafactory/facts.md D.1-D.5 quotes each message.
 """
 
 from __future__ import annotations
 
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
-from .knobs import BITS, BITSANDBYTES_OPTIMIZERS, Attention, Method, Offload, Optimizer, Precision
+from ..specs.liger_kernels import LIGER_MIN_COMPUTE_CAPABILITY
+from .knobs import (
+    BITS,
+    BITSANDBYTES_OPTIMIZERS,
+    LAYERWISE_OPTIMIZERS,
+    PROJECTED_OPTIMIZERS,
+    Attention,
+    MemoryOptimizer,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+)
 
 # ---- knob combinations (LLaMA-Factory's and DeepSpeed's rejections) ---------------------------
 
@@ -70,6 +85,83 @@ def undocumented_problems(*, method: Method, zero_stage: int, offload: Offload) 
     return []
 
 
+# GaLore's optimizer classes by HF `optim` (trainer_utils.py:239-246); APOLLO has only AdamW (:330-333).
+GALORE_OPTIMIZERS = (Optimizer.adamw, Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit, Optimizer.adafactor)
+APOLLO_OPTIMIZERS = (Optimizer.adamw,)
+
+
+def lever_problems(config) -> list[str]:
+    """Every reason LLaMA-Factory 0.9.5 refuses a `TrainConfig`'s memory levers (or fitplan does not
+    model the combination), as lines a user can act on. Batch-split rules: `split_problems`."""
+    c = config
+    problems = []
+    uses_lora = c.method in (Method.lora, Method.qlora)
+    for flag, on in (("use_dora", c.dora), ("pissa_init", c.pissa), ("use_rslora", c.rslora),
+                     ("loraplus_lr_ratio", c.loraplus_lr_ratio is not None)):
+        if on and not uses_lora:
+            problems.append(f"`{flag}` is only valid for LoRA training (LLaMA-Factory): use --method lora")
+    if c.pissa and c.method == Method.qlora:
+        problems.append("Please use scripts/pissa_init.py to initialize PiSSA for a quantized model (LLaMA-Factory): "
+                        "drop --pissa or use --bits 16")
+    if c.pissa and c.zero_stage == 3:
+        problems.append("Please use scripts/pissa_init.py to initialize PiSSA in DeepSpeed ZeRO-3 (LLaMA-Factory): "
+                        "drop --pissa or use --zero 2")
+    if c.unsloth_gc and not c.grad_ckpt:
+        problems.append("use_unsloth_gc offloads the checkpoints of gradient checkpointing: it needs --grad-ckpt")
+    problems += memory_optimizer_problems(method=c.method, memory_optimizer=c.memory_optimizer,
+                                          zero_stage=c.zero_stage, offload=c.offload, optim=c.optim,
+                                          n_gpus=c.n_gpus)
+    problems += split_problems(memory_optimizer=c.memory_optimizer, neat_packing=c.neat_packing, attn=c.attn,
+                               micro_batch=c.micro_batch, grad_accum=c.grad_accum)
+    return problems
+
+
+def memory_optimizer_problems(*, method: Method, memory_optimizer: MemoryOptimizer, zero_stage: int,
+                              offload: Offload, optim: Optimizer, n_gpus: int) -> list[str]:
+    """GaLore, APOLLO, BAdam and Adam-mini: LLaMA-Factory's rejections, and what fitplan models."""
+    m = memory_optimizer
+    if m == MemoryOptimizer.none:
+        return []
+    name = {MemoryOptimizer.badam: "BAdam", MemoryOptimizer.adam_mini: "Adam-mini"}.get(
+        m, "GaLore" if m.value.startswith("galore") else "APOLLO")
+    problems = []
+    if method in (Method.lora, Method.qlora) and m != MemoryOptimizer.adam_mini:
+        problems.append("Cannot use LoRA with GaLore, APOLLO or BAdam together (LLaMA-Factory): use --method full")
+    elif method != Method.full:
+        problems.append(f"fitplan models {name} for full-parameter training only: use --method full")
+    if m in PROJECTED_OPTIMIZERS and zero_stage > 0:
+        problems.append("GaLore and APOLLO are incompatible with DeepSpeed yet (LLaMA-Factory): use --zero 0")
+    if m in LAYERWISE_OPTIMIZERS and n_gpus > 1:
+        problems.append(f"Distributed training does not support layer-wise {name} (LLaMA-Factory): use --n-gpus 1 "
+                        f"or --memory-optimizer {m.value.removesuffix('_layerwise')}")
+    if m == MemoryOptimizer.badam and n_gpus > 1 and zero_stage != 3:
+        problems.append("Layer-wise BAdam only supports DeepSpeed ZeRO-3 training (LLaMA-Factory): use --zero 3")
+    if m in PROJECTED_OPTIMIZERS:
+        allowed = GALORE_OPTIMIZERS if name == "GaLore" else APOLLO_OPTIMIZERS
+        if optim not in allowed:
+            problems.append(f"{name} builds its own optimizer only for optim {', '.join(o.value for o in allowed)} "
+                            f"(LLaMA-Factory: Unknown optim): use --optim {allowed[0].value}")
+    if offload != Offload.none:
+        problems.append(f"fitplan does not model {name} with DeepSpeed CPU offload: use --offload none")
+    if m in (MemoryOptimizer.badam, MemoryOptimizer.adam_mini) and zero_stage in (1, 2):
+        problems.append(f"fitplan models {name} without DeepSpeed or with ZeRO-3 (LLaMA-Factory's sharded mode): "
+                        "use --zero 0 or 3")
+    return problems
+
+
+def split_problems(*, memory_optimizer: MemoryOptimizer, neat_packing: bool, attn: Attention, micro_batch: int,
+                   grad_accum: int) -> list[str]:
+    """Levers that restrict how the batch may be split."""
+    problems = []
+    if memory_optimizer in LAYERWISE_OPTIMIZERS and grad_accum != 1:
+        name = "GaLore" if memory_optimizer == MemoryOptimizer.galore_layerwise else "APOLLO"
+        problems.append(f"Per-layer {name} does not support gradient accumulation (LLaMA-Factory): use --grad-accum 1")
+    if neat_packing and attn == Attention.fa2 and micro_batch != 1:
+        problems.append("neat_packing with FlashAttention-2 needs micro batch 1 (LLaMA-Factory collator: "
+                        "bsz should be 1 for neat packing): use --micro-batch 1")
+    return problems
+
+
 def data_shape_problem(seq_len: int, mean_sample_len: int | None) -> str | None:
     if mean_sample_len is not None and mean_sample_len > seq_len:
         return f"mean_sample_len {mean_sample_len} exceeds seq_len {seq_len}"
@@ -98,8 +190,17 @@ def default_precision(gpus: GpuSet) -> Precision:
     return Precision.bf16 if gpus.gpu.bf16_hardware else Precision.fp16
 
 
+def liger_allowed(gpus: GpuSet) -> bool:
+    """Whether Liger's Triton kernels run here: NVIDIA from LIGER_MIN_COMPUTE_CAPABILITY; AMD
+    Instinct cards run them through ROCm's Triton (liger-kernel 0.8.5 README: "v0.4.0: Full AMD
+    support", ROCm install section), and
+    a VRAM budget names a card of the generation its default features describe."""
+    cc = gpus.gpu.cc_at_least
+    return cc is None or cc >= LIGER_MIN_COMPUTE_CAPABILITY
+
+
 def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn: Attention | None = None,
-                      bits: int | None = None, n_gpus: int | None = None) -> list[str]:
+                      bits: int | None = None, n_gpus: int | None = None, liger: bool | None = None) -> list[str]:
     """Every reason these knob values (None = not asked) cannot run on this GPU set."""
     gpu = gpus.gpu
     problems = []
@@ -111,6 +212,9 @@ def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn:
         problems.append(f"bitsandbytes 4-bit does not run on {gpu.name} ({gpu.feature_gap('bnb')}): use --bits 8 or 16")
     if n_gpus is not None and n_gpus > gpus.total_gpus:
         problems.append(f"--n-gpus {n_gpus} is more than the {gpus.total_gpus} GPUs in {gpus.label()}")
+    if liger and not liger_allowed(gpus):
+        problems.append(f"Liger's Triton kernels need compute capability 7.0 or newer and {gpu.name} has "
+                        f"{gpu.compute_capability}: use --no-liger")
     return problems
 
 

@@ -107,3 +107,43 @@ PCIE_COPY_EFFICIENCY = 0.8
 # ratio of compute to communication, so the model assumes none is hidden: a conservative choice
 # that favours plans with less traffic.
 COMM_OVERLAP_FRACTION = 0.0
+
+# ---- the memory levers (issue 16; speed/levers.py) --------------------------------------------
+
+# DRAM traffic Liger's fused kernels remove, bytes per element, counted from the eager ops each
+# replaces (reads + writes of every tensor an op materialises; liger-kernel 0.8.5 kernels read
+# and write each operand once). Derived, not measured; benchmarks/liger.py compares the result
+# with ms-swift's published Liger speed-up.
+# - loss, per vocabulary entry per token: Hugging Face's lm_head output (2), `.float()` (r2 w4),
+#   log_softmax (two passes r8, w4), nll backward (w4), log_softmax backward (r8 w4), the cast
+#   back (r4 w2) = 42; Liger writes the chunk (2), its cross-entropy kernel reads it twice and
+#   writes the gradient in place (r4 w2) = 8.
+LIGER_LOSS_BYTES_SAVED_PER_VOCAB = 42 - 8
+# - RMSNorm, per hidden element per norm: forward to(fp32) r2 w4, pow r4 w4, mean r4,
+#   x*rsqrt r4 w4, to(bf16) r4 w2, weight* r2 w2 = 36 vs Liger r2 w2 = 4; backward ~52 eager
+#   (six elementwise ops and a row reduction) vs Liger r4 w2 = 6.
+LIGER_NORM_FORWARD_BYTES_SAVED = 36 - 4
+LIGER_NORM_BACKWARD_BYTES_SAVED = 52 - 6
+# - SwiGLU / GeGLU, per intermediate element: forward silu r2 w2 + mul r4 w2 = 10 vs 6; backward
+#   two muls (r4 w2 each) + silu backward (r4 w2) = 18 vs r6 w4 = 10.
+LIGER_GATED_FORWARD_BYTES_SAVED = 10 - 6
+LIGER_GATED_BACKWARD_BYTES_SAVED = 18 - 10
+
+# DoRA (peft `dora.py:66-101`) recomputes every adapted weight's norm in every forward: an
+# in x in identity through lora_A and lora_B (2 r in (in + out) FLOPs) and, memory-bound, the
+# out x in `weight + scaling * lora_weight` and its row norm: read the 16-bit weight (2), write
+# the sum (2 or 4), read it for the norm (2 or 4), plus the lora product (write + read 4).
+DORA_WEIGHT_NORM_BYTES_PER_WEIGHT = 16
+
+# GaLore refreshes each projected matrix's projector by an fp32 SVD every `galore_update_interval`
+# steps (LLaMA-Factory default 200; galore_projector.py `torch.linalg.svd(matrix.float())`).
+# A one-sided Jacobi / Golub-Kahan SVD of an m x n matrix costs about 4 m n k + 8 k^3 FLOPs
+# (k = min(m, n); Golub and Van Loan, "Matrix Computations", 4th ed., table 8.6.1 "R-SVD" without
+# U); counted at the fp32 rate with the matmul efficiency: a lower bound on its time.
+GALORE_UPDATE_INTERVAL = 200  # FinetuningArguments.galore_update_interval / apollo_update_interval
+# The saving above is counted against a step time whose fitted matmul efficiency already absorbed
+# Hugging Face's elementwise work, so for small models with large vocabularies it can approach the
+# whole modelled step. It is capped at the largest whole-step speed-up Liger's developers report:
+# "Train LLaMA 3-8B ~20% faster ... using 4 A100s with FSDP" (liger-kernel 0.8.5 METADATA,
+# README table, line 167; "throughput by 20%", line 125): at most 1 - 1/1.2 of the GPU's step time.
+LIGER_MAX_SAVED_FRACTION = 1 - 1 / 1.2

@@ -31,6 +31,7 @@ from ..specs.gpu import GpuSet, GpuSpec
 from ..specs.model import ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from . import constants as K
+from . import levers
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,12 @@ class StepTime:
     optimizer_s: float  # optimizer update (GPU, or CPU Adam under offload)
     tokens_per_step: int  # tokens of one optimizer step over all GPUs
     adapters_s: float = 0.0  # LoRA adapters' elementwise work on their inputs (memory-bound)
+    fused_kernels_s: float = 0.0  # <= 0: DRAM traffic Liger's fused kernels remove (speed/levers.py)
 
     @property
     def step_time_s(self) -> float:
         return (self.compute_s + self.overhead_s + self.dequant_s + self.communication_s + self.offload_s
-                + self.optimizer_s + self.adapters_s)
+                + self.optimizer_s + self.adapters_s + self.fused_kernels_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -57,9 +59,12 @@ class StepTime:
 
     def breakdown_s(self) -> dict[str, float]:
         """Seconds by cause, as `recommend` reports them (`step_time_breakdown_s`)."""
-        return {"compute": self.compute_s, "launch_overhead": self.overhead_s, "dequantisation": self.dequant_s,
-                "adapters": self.adapters_s, "communication": self.communication_s, "offload": self.offload_s,
-                "optimizer": self.optimizer_s}
+        causes = {"compute": self.compute_s, "launch_overhead": self.overhead_s, "dequantisation": self.dequant_s,
+                  "adapters": self.adapters_s, "communication": self.communication_s, "offload": self.offload_s,
+                  "optimizer": self.optimizer_s}
+        if self.fused_kernels_s:
+            causes["fused_kernels"] = self.fused_kernels_s  # negative: time Liger saves
+        return causes
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ def _dram_bytes_per_s(gpu: GpuSpec) -> float:
 
 def _layer_backward_kinds(config: TrainConfig, num_layers: int) -> tuple[int, int, int]:
     """How many layers train their weights, pass gradients only, or run forward only."""
+    if config.method == Method.full and config.memory_optimizer.value == "badam":
+        return 1, num_layers - 1, 0  # one block trains; gradients still flow down (BAdam, layer mode)
     if config.method == Method.full:
         return num_layers, 0, 0
     if config.uses_lora:
@@ -253,15 +260,23 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     (specs/budget.py): its figures rank plans and are not reported."""
     gpu = gpus.gpu
     shape = model_shape(model)
-    per_token = _per_token(model, config)
+    data = levers.data_shape(config)  # packing and the mean sample length (speed/levers.py)
+    attention_config = config if data.attention_span == config.seq_len else \
+        config.model_copy(update={"seq_len": data.attention_span})
+    per_token = _per_token(model, attention_config)
     n = config.n_gpus
     accum = config.grad_accum
-    tokens_micro = config.micro_batch * config.seq_len
+    tokens_micro = config.micro_batch * data.computed_tokens
     rate = matmul_flops_per_s(gpu, config.precision) * K.MATMUL_EFFICIENCY_MAX
     compute = accum * per_token.flops_per_token * tokens_micro / rate
     overhead = accum * K.LAYER_PASS_OVERHEAD_S * shape.num_layers * _passes_per_micro_step(config)
     dequant = accum * _dequant_s_per_micro_step(model, gpu, config)
-    adapters = accum * _adapter_s_per_micro_step(model, gpu, config)
+    computed_config = config if data.computed_tokens == config.seq_len else \
+        config.model_copy(update={"seq_len": data.computed_tokens})
+    adapters = accum * (_adapter_s_per_micro_step(model, gpu, computed_config)
+                        + levers.dora_s_per_micro_step(model, gpu, config, rate))
+    fused = -min(accum * levers.liger_saved_s_per_micro_step(model, gpu, config, tokens_micro),
+                 K.LIGER_MAX_SAVED_FRACTION * (compute + overhead + adapters + dequant))
 
     p_train = per_token.trainable_params
     ring = (n - 1) / n if n > 1 else 0.0
@@ -289,6 +304,7 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
         if offload_opt:
             # fp32 gradient partition to the host each micro-step, 16-bit params back each step.
             offload_bytes += accum * p_train / n * FP32_BYTES + p_train / n * HALF_BYTES
+    offload_bytes += accum * levers.checkpoint_offload_bytes_per_micro_step(model, config, tokens_micro)
     communication = comm_bytes / link * (1 - K.COMM_OVERLAP_FRACTION) if comm_bytes else 0.0
     offload = offload_bytes / _pcie_copy_bytes_per_s(gpu) if offload_bytes else 0.0
 
@@ -298,6 +314,8 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     else:
         shard = p_train / n if stage > 0 else p_train
         optimizer = shard * _optimizer_bytes_per_param(config.optim) / _dram_bytes_per_s(gpu)
+    optimizer += levers.projector_s_per_step(model, gpu, config)
     return StepTime(compute_s=compute, overhead_s=overhead, dequant_s=dequant, communication_s=communication,
                     offload_s=offload, optimizer_s=optimizer,
-                    tokens_per_step=config.micro_batch * accum * n * config.seq_len, adapters_s=adapters)
+                    tokens_per_step=config.micro_batch * accum * n * data.real_tokens, adapters_s=adapters,
+                    fused_kernels_s=fused)

@@ -87,3 +87,38 @@ def covering_grid() -> list[tuple]:
         plans.append((model, gpus, TrainConfig(optim=optim, n_gpus=4, zero_stage=2 if optim.value == "sgd" else 0,
                                                offload=Offload.optimizer if optim.value == "sgd" else Offload.none)))
     return plans
+
+
+def lever_grid() -> list[tuple]:
+    """One plan per memory lever (issue 16), each written the way the emitter writes it: Liger,
+    offloaded and non-reentrant checkpointing, packing and neat packing, DoRA / PiSSA / rsLoRA /
+    LoRA+, the upcast flags, GaLore / APOLLO (layer-wise and not), BAdam (one GPU and ZeRO-3 over
+    several) and Adam-mini."""
+    model, a100, one = load_model("qwen2.5-0.5b"), parse_gpu_set("4xA100-80G"), parse_gpu_set("1xA100-80G")
+    rows = [
+        (a100, dict(liger=True, n_gpus=4)),
+        (a100, dict(liger=True, method="full", zero_stage=3, n_gpus=4)),
+        (one, dict(unsloth_gc=True)),
+        (one, dict(reentrant_gc=False)),
+        (one, dict(packing=True, liger=True)),
+        (one, dict(neat_packing=True, attn="fa2")),
+        (one, dict(neat_packing=True, attn="sdpa", micro_batch=2)),
+        (one, dict(dora=True, rslora=True, loraplus_lr_ratio=16.0)),
+        (one, dict(pissa=True)),
+        (one, dict(method="qlora", bits=4, dora=True, upcast_layernorm=True)),
+        (one, dict(upcast_lmhead_output=True)),
+        (one, dict(method="full", memory_optimizer="galore_layerwise", precision="pure_bf16", projection_rank=128)),
+        (a100, dict(method="full", memory_optimizer="galore", precision="pure_bf16", n_gpus=2)),
+        (one, dict(method="full", memory_optimizer="apollo_layerwise", precision="pure_bf16")),
+        (one, dict(method="full", memory_optimizer="apollo", grad_accum=4)),
+        (one, dict(method="full", memory_optimizer="badam", grad_accum=8)),
+        (a100, dict(method="full", memory_optimizer="badam", zero_stage=3, n_gpus=4)),
+        (one, dict(method="full", memory_optimizer="adam_mini")),
+        (a100, dict(method="full", memory_optimizer="adam_mini", zero_stage=3, n_gpus=4)),
+    ]
+    plans = []
+    for gpus, knobs in rows:
+        config = valid_config(model, gpus, seq_len=512, **knobs)
+        assert config is not None, knobs
+        plans.append((model, gpus, config))
+    return plans

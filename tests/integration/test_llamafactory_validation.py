@@ -14,13 +14,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from emit_grid import covering_grid, full_grid, optimizer_grid  # noqa: E402
+from emit_grid import covering_grid, full_grid, lever_grid, optimizer_grid  # noqa: E402
 from paths import REPO
 
 from fitplan.cli.emit_options import write_emit  # noqa: E402
 from fitplan.solver.llamafactory.read_yaml import _type_problem, read_yaml_mapping  # noqa: E402
 
 LFVENV = REPO / ".lfvenv"
+# The packages LLaMA-Factory's parser requires for the memory levers (`check_version(...,
+# mandatory=True)`: liger-kernel, galore_torch, apollo_torch, badam, adam-mini), installed
+# without their dependencies by .ci/llamafactory_env.sh: the parser reads only their metadata.
+LFEXTRAS = REPO / ".lfextras"
 VALIDATOR = Path(__file__).with_name("lf_validate.py")
 SHARED_LF_ARGS = REPO.parent / "shared" / "reference" / "llamafactory-0.9.5-train-args.json"
 
@@ -51,9 +55,10 @@ def run_validator(args: list[str], *, torchrun: bool = False, cwd: Path) -> dict
                    "--master_port", str(free_port()), str(VALIDATOR), *args]
     else:
         command = [str(LFVENV / "bin" / "python"), str(VALIDATOR), *args]
-    completed = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=1800,
-                               env={"PATH": f"{LFVENV / 'bin'}:/usr/bin:/bin", "HOME": str(cwd),
-                                    "DISABLE_VERSION_CHECK": "0"})
+    env = {"PATH": f"{LFVENV / 'bin'}:/usr/bin:/bin", "HOME": str(cwd), "DISABLE_VERSION_CHECK": "0"}
+    if LFEXTRAS.is_dir():
+        env["PYTHONPATH"] = str(LFEXTRAS)
+    completed = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=1800, env=env)
     results = {}
     for line in completed.stdout.splitlines():
         if line.startswith("FITPLAN-RESULT "):
@@ -65,7 +70,7 @@ def run_validator(args: list[str], *, torchrun: bool = False, cwd: Path) -> dict
 
 def plans() -> list[tuple]:
     return (covering_grid() + full_grid() + full_grid("qwen2.5-0.5b", "2x4xP4")
-            + full_grid("qwen2.5-7b", "2x8xH100")[::5] + optimizer_grid())
+            + full_grid("qwen2.5-7b", "2x8xH100")[::5] + optimizer_grid() + lever_grid())
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,11 @@ def emitted(tmp_path_factory):
             write_emit(model, gpus, config, emit="deepspeed", out=ds_only)
         rows.append((model, gpus, config, out / "train.yaml", ds_only))
     return root, rows
+
+
+def test_the_lever_packages_are_installed_for_the_parser():
+    assert LFEXTRAS.is_dir(), (".lfextras is absent: run .ci/llamafactory_env.sh (it installs liger-kernel, galore-torch, "
+                               "apollo-torch, badam and adam-mini without dependencies for LLaMA-Factory's parser)")
 
 
 def test_the_grid_covers_every_choice(emitted):

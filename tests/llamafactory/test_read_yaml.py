@@ -138,11 +138,18 @@ def test_an_unquoted_1e_minus_4_is_a_float_as_llamafactory_reads_it(tmp_path):
 
 
 def test_unsupported_features_are_warnings(tmp_path):
-    text = LF_QWEN3_LORA_SFT + "use_unsloth: true\nenable_liger_kernel: true\nlora_dropout: 0.05\n"
+    text = LF_QWEN3_LORA_SFT + "use_unsloth: true\nuse_muon: true\nlora_dropout: 0.05\n"
     warnings = read_llamafactory_config(write(tmp_path, text), n_gpus=1).warnings
     assert any("use_unsloth" in w for w in warnings)
-    assert any("enable_liger_kernel" in w for w in warnings)
+    assert any("use_muon" in w for w in warnings)
     assert any("lora_dropout" in w for w in warnings)
+
+
+def test_the_memory_levers_are_read_not_warned_about(tmp_path):
+    text = LF_QWEN3_LORA_SFT + "enable_liger_kernel: true\nuse_unsloth_gc: true\nuse_dora: true\nuse_rslora: true\n"
+    run = read_llamafactory_config(write(tmp_path, text), n_gpus=1)
+    assert (run.config.liger, run.config.unsloth_gc, run.config.dora, run.config.rslora) == (True, True, True, True)
+    assert not [w for w in run.warnings if any(k in w for k in ("liger", "unsloth_gc", "dora", "rslora"))]
 
 
 def test_deepspeed_typos_and_batch_mismatches_are_errors(tmp_path):

@@ -47,7 +47,9 @@ def _matching_moment(trace, model, config):
     if trace.peak_phase == "optimizer":
         names = ["optimizer"]
     elif trace.peak_phase == "forward":
-        names = ["forward_end"]
+        # Liger runs add the last decoder layer's forward as a moment (memory/peak.py)
+        in_layers = trace.peak_layer.startswith("layer") and "forward_last_layer" in moments
+        names = ["forward_last_layer"] if in_layers else ["forward_end"]
     elif trace.peak_layer == "head":
         names = ["loss"]
     else:
