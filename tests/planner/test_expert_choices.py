@@ -94,7 +94,8 @@ def test_the_budget_policy_is_printed_with_the_plan(capsys):
 def test_a_plan_whose_max_memory_reserved_nears_the_card_says_why_it_is_still_safe():
     # issue 12: plans reaching max_memory_reserved within 1-3 % of the card; the reserve above the
     # required figure is cached variable-length segments, which the allocator frees before an OOM
-    result = fitplan.recommend("llama-3.1-70b", "2x8xH100", method="full", seq_len=4096)
+    # (without Liger, whose fused loss leaves no vocabulary-sized segments to cache)
+    result = fitplan.recommend("llama-3.1-70b", "2x8xH100", method="full", seq_len=4096, liger=False)
     est = result.estimate
     assert est.max_reserved_bytes > 0.97 * est.capacity_bytes and est.peak_bytes <= result.memory_budget_bytes
     assert any("releases that cache before an OOM" in note for note in est.notes)
