@@ -446,20 +446,25 @@ def model_from_config_file(path: Path) -> ModelSpec:
     no published count.
     """
     cfg, file = _read_config(Path(path))
+    name = str(cfg.get("_name_or_path") or file.parent.name or file.stem)
+    return model_from_config(cfg, name=name, source=str(file))
+
+
+def model_from_config(cfg: Config, *, name: str, source: str) -> ModelSpec:
+    """The `ModelSpec` of a config.json's contents; `source` names where they came from in errors."""
     model_type = str(cfg.get("model_type", "")).lower()
     if model_type in _NOT_MODELLED:
-        raise ConfigFileError(f"{file} is a {model_type} model; fitplan does not model {_NOT_MODELLED[model_type]}")
+        raise ConfigFileError(f"{source} is a {model_type} model; fitplan does not model {_NOT_MODELLED[model_type]}")
     if model_type not in _FAMILIES:
         shown = f"model_type '{cfg['model_type']}'" if cfg.get("model_type") else "no model_type key"
         raise ConfigFileError(
-            f"{file} has {shown}, for which fitplan has no config.json reader (its layer layout, module "
+            f"{source} has {shown}, for which fitplan has no config.json reader (its layer layout, module "
             f"names and memory terms are unknown here); supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     fields = {**_FAMILIES[model_type](cfg), **_quantized_checkpoint(cfg)}
-    name = str(cfg.get("_name_or_path") or file.parent.name or file.stem)
     try:
         draft = ModelSpec(name=name, model_type=model_type, official_params=1,
-                          official_params_source=_COMPUTED, source=str(file), **fields)
+                          official_params_source=_COMPUTED, source=source, **fields)
         return draft.model_copy(update={"official_params": draft.total_params()})
     except ValidationError as exc:
-        raise ConfigFileError(f"{file}: {validation_message(exc, 'config')}; check the config.json values") from exc
+        raise ConfigFileError(f"{source}: {validation_message(exc, 'config')}; check the config.json values") from exc
