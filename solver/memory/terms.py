@@ -59,6 +59,18 @@ class Term(str, Enum):
     backward_working_set = "backward_working_set"  # one layer's recompute and backward temporaries
     embedding_gradient = "embedding_gradient"  # the embedding's gradient made last (full FT)
     optimizer_temporaries = "optimizer_temporaries"  # buffers alive inside optimizer.step()
+    # parts of the terms above that MoE and multimodal models bring (memory/moe.py): each is
+    # reported inside its parent term and named on its own in `terms_gib` / the explanation
+    expert_weights = "expert_weights"  # every routed expert's weights (part of weights)
+    vision_weights = "vision_weights"  # the frozen vision tower and projector (part of weights)
+    router_activations = "router_activations"  # router probabilities, top-k indices and weights
+    routed_activations = "routed_activations"  # what the expert GEMMs save for the top-k rows
+    shared_expert_activations = "shared_expert_activations"
+    moe_backward_working_set = "moe_backward_working_set"  # one MoE block's backward temporaries
+    aux_loss_logits = "aux_loss_logits"  # router logits kept for the load-balancing loss
+    zero3_gathered_moe_block = "zero3_gathered_moe_block"  # ZeRO-3 gathers a whole MoE block (all experts)
+    # the load, before step 1 (memory/load.py)
+    weights_loaded_whole = "weights_loaded_whole"
     # beyond tensors (memory/overheads.py)
     allocator_reserve = "allocator_reserve"
     cuda_context = "cuda_context"
@@ -68,16 +80,22 @@ class Term(str, Enum):
     @property
     def label(self) -> str:
         """The words every report prints for this term."""
-        return _LABELS[self.reported_as]
+        return _LABELS.get(self) or _LABELS[self.reported_as]
 
     @property
     def reported_as(self) -> "Term":
-        """The term this one is summed into in reports (itself, or `transient`)."""
-        return Term.transient if self in _TRANSIENT_CAUSES else self
+        """The term this one is summed into in reports (itself, `transient`, or its parent)."""
+        if self in _TRANSIENT_CAUSES:
+            return Term.transient
+        return _PARTS.get(self, self)
 
 
 _TRANSIENT_CAUSES = frozenset({Term.dequant_buffer, Term.backward_working_set, Term.embedding_gradient,
-                               Term.optimizer_temporaries})
+                               Term.optimizer_temporaries, Term.moe_backward_working_set})
+_PARTS = {Term.expert_weights: Term.weights, Term.vision_weights: Term.weights,
+          Term.router_activations: Term.activations, Term.routed_activations: Term.activations,
+          Term.shared_expert_activations: Term.activations, Term.aux_loss_logits: Term.logits_loss,
+          Term.zero3_gathered_moe_block: Term.zero3_gathered_layer}
 
 _LABELS = {
     Term.weights: "base weights",
@@ -94,6 +112,15 @@ _LABELS = {
     Term.cuda_context: "CUDA context",
     Term.kernel_workspaces: "kernel workspaces",
     Term.nccl_buffers: "NCCL buffers",
+    Term.expert_weights: "all experts' weights",
+    Term.vision_weights: "frozen vision tower",
+    Term.router_activations: "router probs + top-k",
+    Term.routed_activations: "routed-expert activations",
+    Term.shared_expert_activations: "shared-expert activations",
+    Term.moe_backward_working_set: "MoE backward temporaries",
+    Term.aux_loss_logits: "aux-loss router logits",
+    Term.zero3_gathered_moe_block: "ZeRO-3 gathered MoE block",
+    Term.weights_loaded_whole: "weights loaded whole",
 }
 
 
@@ -118,6 +145,10 @@ class Moment:
         for term in self.terms.values():
             result = result + term
         return result
+
+    def term_bytes_at(self, micro_batch: int) -> dict[str, int]:
+        """Bytes of every named term, parts not summed into their parents."""
+        return {term.value: value.at(micro_batch) for term, value in self.terms.items()}
 
     def bytes_at(self, micro_batch: int) -> dict[str, int]:
         """Bytes of each reported term (the four transient causes summed), in the moment's order."""

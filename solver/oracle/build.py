@@ -209,8 +209,8 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
         targets = families.lora_targets(model, spec, config) if modern else lora_target_names(spec, config)
         lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                                target_modules=targets, bias="none", task_type="CAUSAL_LM")
-        with warnings.catch_warnings():  # peft reads the deprecated is_gradient_checkpointing
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings(), families.peft_as_llamafactory_pins() if modern else families.nullcontext():
+            warnings.simplefilter("ignore", FutureWarning)  # peft reads the deprecated is_gradient_checkpointing
             model = peft.get_peft_model(model, lora)
         if config.method == Method.qlora:
             notes.append(f"qlora traced as LoRA on a 16-bit base: bitsandbytes {config.bits}-bit kernels "

@@ -13,6 +13,8 @@ Imports torch and transformers: only `oracle.build` imports this module.
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import torch
 from torch import nn
 
@@ -187,3 +189,23 @@ def lora_targets(model: nn.Module, spec: ModelSpec, config: TrainConfig) -> list
             continue
         names.add(name.split(".")[-1])
     return sorted(names)
+
+
+@contextmanager
+def peft_as_llamafactory_pins():
+    """LLaMA-Factory 0.9.5 pins peft <= 0.18.1, which adapts the named modules as they are. peft
+    >= 0.19 (the trace's 0.21) rewrites LoRA targets on transformers-5 MoE models into
+    `target_parameters` on the fused experts and drops the shared experts' adapters
+    (peft/utils/transformers_weight_conversion.py:485, called from tuners_utils.py:833-849);
+    that rewrite is switched off while the trace builds its adapters (findings section 4)."""
+    try:
+        import peft.utils.transformers_weight_conversion as conversion
+    except ImportError:  # peft without the rewrite
+        yield
+        return
+    original = conversion.convert_peft_config_for_transformers
+    conversion.convert_peft_config_for_transformers = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        conversion.convert_peft_config_for_transformers = original

@@ -23,11 +23,12 @@ def register_flash() -> str:
     - MLA: FlashAttention needs one head width for q and v, so transformers pads v to the q/k
       width and crops the output (integrations/flash_attention.py:61-66, 96-97); done the same.
     - Llama-4 chunked layers: FlashAttention refuses kv_length > attention_chunk_size
-      (masking_utils.py:1422-1427; fitplan refuses that combination, problem/rules.py); up to the
-      chunk size the chunked mask is the causal mask."""
+      (masking_utils.py:1422-1427: the kernel's name contains "flash", so the trace refuses too;
+      fitplan refuses that combination, problem/rules.py).
+    Masks are built as for FlashAttention (`flash_attention_mask`: none without padding)."""
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
     def attention(module, query, key, value, attention_mask, **kwargs):
         for name in ("s_aux", "sliding_window", "softcap"):
@@ -42,7 +43,8 @@ def register_flash() -> str:
         return out, weights
 
     AttentionInterface.register(FLASH, attention)
-    AttentionMaskInterface.register(FLASH, sdpa_mask)
+    # the masks FlashAttention gets: none for unpadded batches (masking_utils.flash_attention_mask)
+    AttentionMaskInterface.register(FLASH, flash_attention_mask)
     return FLASH
 
 
@@ -56,6 +58,9 @@ def register_mla_efficient() -> str:
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        if torch.is_autocast_enabled("cpu"):  # SDPA is an autocast lower-precision op; the aten op is not
+            dtype = torch.get_autocast_dtype("cpu")
+            query, key, value = (t.to(dtype) for t in (query, key, value))
         out, _lse, _seed, _offset = torch.ops.aten._scaled_dot_product_efficient_attention(
             query, key, value, None, True, 0.0, True, scale=scaling)
         return out.transpose(1, 2).contiguous(), None

@@ -47,6 +47,11 @@ class TrainConfig(BaseModel):
     # (None = unknown, taken as seq_len: the conservative end).
     packing: bool = False
     mean_sample_len: int | None = Field(default=None, ge=1)
+    # MoE (memory/moe.py): tokens routed to the busiest expert over the mean. transformers'
+    # grouped_mm stores exactly tokens x top-k rows whatever the routing, so 1.0 is exact there;
+    # a larger value is a margin the user states. LLaMA-Factory `moe_aux_loss_coef` (None = off).
+    capacity_factor: float = Field(default=1.0, ge=1.0)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)
 
     @field_validator("bits")
     @classmethod

@@ -334,7 +334,7 @@ class ModelSpec(BaseModel):
         """Experts the installed transformers actually computes per token: top-k with grouped_mm,
         but every expert for Llama-4, whose Llama4TextMoe multiplies all tokens by all experts
         (modeling_llama4.py:166-175, findings section 3)."""
-        return self.num_experts if self.model_type == "llama4" else self.experts_per_token
+        return self.num_experts if self.model_type in ("llama4", "llama4_text") else self.experts_per_token
 
     def layer_params(self, kind: LayerKind | None = None) -> int:
         """Parameters of one decoder layer: linears, biases, norms, router, experts, q/k norms."""
