@@ -9,7 +9,15 @@ import click
 import fitplan
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .options import (
+    data_shape_options,
+    knob_options,
+    model_and_gpus,
+    moe_kwargs,
+    moe_options,
+    pins_from_kwargs,
+    workload_options,
+)
 from .render import render_estimate
 
 
@@ -17,13 +25,14 @@ from .render import render_estimate
 @model_and_gpus
 @workload_options
 @data_shape_options
+@moe_options
 @knob_options
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 def estimate_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,
                      mean_sample_len: int | None, as_json: bool, **knobs) -> int:
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                              mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
+                              mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs), **moe_kwargs(knobs))
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:

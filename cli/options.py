@@ -60,6 +60,20 @@ def data_shape_options(func):
     return func
 
 
+def moe_options(func):
+    """Mixture-of-experts assumptions (docs/moe.md)."""
+    func = click.option("--moe-aux-loss-coef", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="LLaMA-Factory moe_aux_loss_coef: keeps router logits for the load-balancing loss.")(func)
+    func = click.option("--capacity-factor", type=click.FloatRange(min=1.0), default=None,
+                        help="MoE: routed rows over tokens x top-k (default 1.0, exact for transformers' grouped_mm).")(func)
+    return func
+
+
+def moe_kwargs(kwargs: dict) -> dict:
+    """The --capacity-factor / --moe-aux-loss-coef values given, as keywords for fitplan.estimate/recommend."""
+    return {k: kwargs[k] for k in ("capacity_factor", "moe_aux_loss_coef") if kwargs.get(k) is not None}
+
+
 def workload_options(func):
     func = click.option("--global-batch", type=click.IntRange(min=1), default=None,
                         help="Samples per optimizer step over all GPUs.")(func)

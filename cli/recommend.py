@@ -15,7 +15,15 @@ from fitplan.solver.units import GIB
 
 from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .options import (
+    data_shape_options,
+    knob_options,
+    model_and_gpus,
+    moe_kwargs,
+    moe_options,
+    pins_from_kwargs,
+    workload_options,
+)
 from .render import render_answers, render_recommendation
 
 
@@ -32,6 +40,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
 @model_and_gpus
 @workload_options
 @data_shape_options
+@moe_options
 @knob_options
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Show the best plan and the next K-1 runners-up.")
@@ -55,7 +64,8 @@ def recommend_command(model: str, gpus: str, seq_len: int, global_batch: int | N
                       epochs: float | None, dataset_samples: int | None, as_json: bool, **knobs) -> int:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
-                                     mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs))
+                                     mean_sample_len=mean_sample_len, **pins_from_kwargs(knobs),
+                                     **moe_kwargs(knobs))
     settings = SolverSettings(time_limit_s=time_limit, headroom_fraction=headroom, top_k=top_k,
                               host_ram_bytes=int(host_ram_gib * GIB) if host_ram_gib else None)
     train_tokens = _tokens(tokens, epochs, dataset_samples, seq_len)

@@ -107,15 +107,18 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
                   global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
                   **knobs) -> "Instance":
     """The question `estimate` and `recommend` answer, from names or objects and knob keywords.
-    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len)."""
+    `packing` / `mean_sample_len` describe the data (as --packing / --mean-sample-len);
+    `capacity_factor` / `moe_aux_loss_coef` keywords the MoE assumptions (as --capacity-factor /
+    --moe-aux-loss-coef)."""
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
     from fitplan.solver.problem.instance import Instance, Workload
 
+    moe = {k: knobs.pop(k) for k in ("capacity_factor", "moe_aux_loss_coef") if knobs.get(k) is not None}
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
-                            mean_sample_len=mean_sample_len)
+                            mean_sample_len=mean_sample_len, **moe)
     except ValidationError as exc:
         raise InvalidConfigurationError(validation_message(exc)) from None
     return Instance(model=_as_model(model), gpus=_as_gpus(gpus), workload=workload, pins=_pins(knobs))

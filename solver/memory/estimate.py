@@ -11,6 +11,7 @@ from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from ..units import format_gib
+from .moe import moe_notes
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
@@ -89,6 +90,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
                      "positions: set rope_scaling")
     if config.method.value == "qlora":
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    notes += moe_notes(model, gpus, config)
     return Estimate(
         model=model.name,
         gpus=gpus.label(),
@@ -110,4 +112,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         host_ram_bytes=host_ram_bytes(model, config, gpus.gpus_per_node),
         fits=peak_required.at(mb) <= capacity,
         notes=notes,
+        active_params=model.active_params(),
+        term_bytes={k: v for k, v in peak_moment.term_bytes_at(mb).items() if v},
+        layers=model.describe_layers(),
     )

@@ -168,3 +168,41 @@ def experts_trainable(config: TrainConfig) -> bool:
     """Full fine-tuning trains the experts; LoRA (`all` on transformers 5) and freeze's frozen
     layers do not."""
     return config.method == Method.full
+
+
+def moe_notes(model: ModelSpec, gpus, config: TrainConfig) -> list[str]:
+    """What `estimate` says about a mixture-of-experts or multimodal model: which modules
+    `lora_target: all` adapts, what is an assumption, what the load does."""
+    from .load import built_whole_under_zero3, load_host_ram_bytes  # load imports this module's neighbours
+
+    notes = []
+    if model.is_moe:
+        if config.uses_lora and "all" in config.lora_targets:
+            shared = " and the shared expert" if model.shared_expert_intermediate_size else ""
+            notes.append(f"lora_target all adapts the attention{shared} and the dense layers' MLPs, not the routed "
+                         "experts or the router: transformers 5 fuses the experts into 3-D parameters, and "
+                         "LLaMA-Factory 0.9.5 targets nn.Linear modules only (on transformers 4.57 every expert "
+                         "linear would get an adapter; docs/moe.md)")
+        cc = gpus.gpu.compute_capability_major
+        if cc < 8:
+            notes.append(f"assumption: on {gpus.gpu.name} (compute capability < 8.0) transformers runs the experts "
+                         "one by one in a Python loop instead of grouped_mm; its per-expert buffers follow the "
+                         f"busiest expert, taken as {config.capacity_factor:g} x the mean (--capacity-factor)")
+        elif config.capacity_factor != 1.0:
+            notes.append(f"capacity factor {config.capacity_factor:g} is your margin: transformers' grouped_mm keeps "
+                         "exactly tokens x top-k rows whatever the routing, so 1.0 is exact")
+        if model.model_type in ("llama4", "llama4_text"):
+            notes.append("Llama-4's MoE runs every expert on every token in transformers (all-expert "
+                         "activations and FLOPs, not top-k)")
+    if model.checkpoint_quantization:
+        notes.append(f"the {model.checkpoint_quantization.upper()} checkpoint is dequantized to bf16 at load "
+                     "(LLaMA-Factory 0.9.5): weights are counted at 16 bits")
+    if built_whole_under_zero3(model, config):
+        notes.append("the load holds the whole model on each GPU before ZeRO-3 shards it (no zero.Init for a "
+                     "quantized or dequantized checkpoint): the `load` moment")
+    host = load_host_ram_bytes(model, config, gpus.gpus_per_node)
+    if host:
+        from ..units import format_gib
+        notes.append(f"loading takes {format_gib(host, digits=1)} of host RAM per node (every rank's private "
+                     "copy before ZeRO-3 shards it)")
+    return notes

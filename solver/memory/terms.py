@@ -96,6 +96,7 @@ _PARTS = {Term.expert_weights: Term.weights, Term.vision_weights: Term.weights,
           Term.router_activations: Term.activations, Term.routed_activations: Term.activations,
           Term.shared_expert_activations: Term.activations, Term.aux_loss_logits: Term.logits_loss,
           Term.zero3_gathered_moe_block: Term.zero3_gathered_layer}
+PART_TERMS = frozenset(term.value for term in _PARTS)  # shown under their parent term in reports
 
 _LABELS = {
     Term.weights: "base weights",

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
 from ..problem.knobs import LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, Attention, Method, Offload, Optimizer, Precision
-from ..problem.rules import attention_allowed, bits_allowed, combination_problems, precision_allowed
+from ..problem.rules import (
+    attention_allowed,
+    attention_length_problem,
+    bits_allowed,
+    combination_problems,
+    fp32_experts_problem,
+    precision_allowed,
+    zero_stage_problem,
+)
 from ..specs.gpu import GpuSet
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256)
@@ -78,6 +86,8 @@ class SearchSpace:
     data_shape: tuple[tuple[str, object], ...]  # seq_len, packing, mean_sample_len (Workload.data_shape)
     lora_targets: tuple[str, ...]
     freeze_layers: int
+    # (method, ZeRO stage, precision) the model cannot run (problem/rules.py fp32_experts_problem)
+    excluded: tuple[tuple[Method, int, Precision], ...] = ()
 
     @property
     def seq_len(self) -> int:
@@ -104,7 +114,8 @@ class SearchSpace:
                                     for attn in self.attns:
                                         knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
                                                       precision, n)
-                                        if combination_allowed(knobs):
+                                        if combination_allowed(knobs) and (
+                                                (method, stage, precision) not in self.excluded):
                                             result.append(knobs)
         return result
 
@@ -188,9 +199,12 @@ def search_space(instance: Instance) -> SearchSpace:
         attns = (pins.attn,)
     else:
         attns = (Attention.fa2,) if attention_allowed(gpus, Attention.fa2) else (Attention.sdpa,)
+        if attention_length_problem(instance.model, attns[0], instance.workload.seq_len):
+            attns = (Attention.sdpa,)
     zero_offloads = tuple((s, o) for s, o in FREE_ZERO_OFFLOAD
                           if (pins.zero_stage is None or s == pins.zero_stage)
-                          and (pins.offload is None or o == pins.offload))
+                          and (pins.offload is None or o == pins.offload)
+                          and not zero_stage_problem(instance.model, s))
     if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
@@ -203,10 +217,14 @@ def search_space(instance: Instance) -> SearchSpace:
         precisions = (Precision.fp16,)
     precisions = tuple(p for p in precisions if precision_allowed(gpus, p))
     splits, global_batch = batch_splits(instance)
+    excluded = tuple((method, stage, precision) for method, _ in methods for stage, _ in zero_offloads
+                     for precision in precisions
+                     if fp32_experts_problem(instance.model, gpus, method=method, precision=precision, zero_stage=stage))
     return SearchSpace(
         methods=tuple(methods), lora_ranks=ranks, grad_ckpt=ckpt, attns=attns, zero_offloads=zero_offloads,
         optims=optims, precisions=precisions, splits=splits, global_batch=global_batch,
         data_shape=tuple(instance.workload.data_shape().items()),
         lora_targets=pins.lora_targets or ("all",),
         freeze_layers=pins.freeze_layers or LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+        excluded=excluded,
     )

@@ -101,6 +101,9 @@ def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]
     as lines a user can act on."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn, bits=config.bits,
                                        n_gpus=config.n_gpus)
+    problems += rules.model_problems(model, zero_stage=config.zero_stage, attn=config.attn, seq_len=config.seq_len,
+                                     method=config.method if config.method == Method.full else None,
+                                     precision=config.precision, gpus=gpus)
     if config.uses_lora:
         problems += rules.model_problems(model, method=config.method, lora_rank=config.lora_rank,
                                          lora_targets=config.lora_targets)

@@ -46,10 +46,17 @@ class Workload(BaseModel):
     global_batch: int | None = Field(default=None, ge=1)  # samples per optimizer step, all GPUs
     packing: bool = False  # samples packed to exactly seq_len (LLaMA-Factory `packing`)
     mean_sample_len: int | None = Field(default=None, ge=1)  # None = unknown, taken as seq_len
+    capacity_factor: float = Field(default=1.0, ge=1.0)  # MoE routing margin (TrainConfig.capacity_factor)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)  # LLaMA-Factory moe_aux_loss_coef, decided by the user
 
     def data_shape(self) -> dict:
         """The TrainConfig fields that describe the data rather than a knob."""
-        return {"seq_len": self.seq_len, "packing": self.packing, "mean_sample_len": self.mean_sample_len}
+        shape = {"seq_len": self.seq_len, "packing": self.packing, "mean_sample_len": self.mean_sample_len}
+        if self.capacity_factor != 1.0:
+            shape["capacity_factor"] = self.capacity_factor
+        if self.moe_aux_loss_coef is not None:
+            shape["moe_aux_loss_coef"] = self.moe_aux_loss_coef
+        return shape
 
 
 class Instance(BaseModel):
@@ -95,7 +102,8 @@ def check_pins(instance: Instance) -> None:
     pins, gpus = instance.pins, instance.gpus
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
                                        n_gpus=pins.n_gpus)
-    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
+    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank, zero_stage=pins.zero_stage,
+                                     attn=pins.attn, seq_len=instance.workload.seq_len)
     if problems:
         raise InvalidConfigurationError(problems[0])
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})

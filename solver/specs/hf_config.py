@@ -446,7 +446,8 @@ def model_from_config_file(path: Path) -> ModelSpec:
     no published count.
     """
     cfg, file = _read_config(Path(path))
-    name = str(cfg.get("_name_or_path") or file.parent.name or file.stem)
+    stem = file.parent.name if file.name == "config.json" else file.stem
+    name = str(cfg.get("_name_or_path") or stem or file.stem)
     return model_from_config(cfg, name=name, source=str(file))
 
 
