@@ -113,6 +113,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         fits=peak_required.at(mb) <= capacity,
         notes=notes,
         active_params=model.active_params(),
+        active_params_excluding_embedding=model.active_params(include_embedding=False),
         term_bytes={k: v for k, v in peak_moment.term_bytes_at(mb).items() if v},
         layers=model.describe_layers(),
     )

@@ -55,6 +55,7 @@ class Estimate(BaseModel):
     fits: bool
     notes: list[str]
     active_params: int | None = None  # parameters one token uses (MoE: top-k experts); total for dense models
+    active_params_excluding_embedding: int | None = None  # the same without the input embedding (OpenAI's, DeepSeek's convention)
     term_bytes: dict[str, int] = Field(default_factory=dict)  # every named term at the peak, parts unsummed
     layers: str = ""  # the layer kinds with their counts ("1 dense + 26 MoE layers")
 
@@ -83,6 +84,7 @@ class Estimate(BaseModel):
             "host_ram_gib": to_gib(self.host_ram_bytes),
             "total_params": self.total_params,
             "active_params": self.active_params if self.active_params is not None else self.total_params,
+            "active_params_excluding_embedding": self.active_params_excluding_embedding,
             "trainable_params": self.trainable_params,
             "layers": self.layers,
             "terms_gib": {k: to_gib(v) for k, v in self.term_bytes.items() if v},

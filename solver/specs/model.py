@@ -377,11 +377,11 @@ class ModelSpec(BaseModel):
     def expert_params_total(self) -> int:
         return sum(count * self.expert_params(kind) for kind, count in self.layer_kinds())
 
-    def active_params(self) -> int:
+    def active_params(self, include_embedding: bool = True) -> int:
         """Parameters one token uses: the total less the routed experts it is not sent to (router,
-        shared experts, attention, norms, embeddings counted). Published active counts differ
-        on the input embedding (Mixtral's and Qwen's include it, OpenAI's and DeepSeek's do not:
-        /work/notes/models/MODELLING.md, 'Counting conventions'); this one includes it."""
+        shared experts, attention, norms, lm_head counted). Published active counts differ on the
+        input embedding (Mixtral's and Qwen's include it, OpenAI's and DeepSeek's do not:
+        /work/notes/models/MODELLING.md, 'Counting conventions')."""
         routed = sum(count * (self.expert_params(kind) - self.active_expert_params(kind))
                      for kind, count in self.layer_kinds())
-        return self.total_params() - routed
+        return self.total_params() - routed - (0 if include_embedding else self.embedding_params())
