@@ -275,7 +275,7 @@ def rope_cache_bytes(model: ModelSpec, config: TrainConfig) -> int:
     kept by every layer; independent of the micro batch. Settled by the trace: 2 * head_dim * 2
     bytes per position under LoRA (128 B at head_dim 32), 4-byte elements under full; the
     families whose tables differ in memory/attention.py."""
-    per_position = attention.rope_bytes_per_position(model, stream_bytes(config))
+    per_position = attention.rope_bytes_per_position(model, stream_bytes(config), config.grad_ckpt)
     if per_position is None:
         per_position = 2 * model.head_dim * stream_bytes(config)
     return per_position * config.seq_len

@@ -112,14 +112,14 @@ def checkpointed_mask_bytes(model: ModelSpec, attn: Attention, seq_len: int, str
     return 0
 
 
-def rope_bytes_per_position(model: ModelSpec, stream_bytes: int) -> int | None:
+def rope_bytes_per_position(model: ModelSpec, stream_bytes: int, checkpointing: bool = False) -> int | None:
     """The rotary tables the model computes once per forward and every layer keeps, per position,
     where they differ from Llama's cos and sin [s, head_dim] in the stream dtype (None: Llama's).
     Traced (dump of saved tensors at the end of the forward, tiny configs, LoRA and full):
     complex64 frequencies of half the rotary width (DeepSeek-V2, Llama-4), fp32 tables (OLMo-2),
     a rotary width below head_dim (DeepSeek-V3: qk_rope_head_dim; gpt-oss: head_dim / 2; GLM-4.5:
     partial_rotary_factor), two tables (Gemma-3: local and global), or none (GLM-4 rebuilds them
-    in every layer, `layer_rope_bytes`)."""
+    in every layer, `layer_rope_bytes`, and keeps its half-width tables only as checkpoint inputs)."""
     mt = model.model_type
     if mt in ("llama4", "llama4_text"):
         return 4 * model.head_dim
@@ -136,7 +136,7 @@ def rope_bytes_per_position(model: ModelSpec, stream_bytes: int) -> int | None:
     if mt in ("gemma3", "gemma3_text"):
         return 2 * 2 * model.head_dim * stream_bytes
     if mt == "glm4":
-        return 0
+        return 2 * int(model.head_dim * model.partial_rotary_factor) * stream_bytes if checkpointing else 0
     return None
 
 

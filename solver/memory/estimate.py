@@ -117,3 +117,12 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         term_bytes={k: v for k, v in peak_moment.term_bytes_at(mb).items() if v},
         layers=model.describe_layers(),
     )
+
+
+def tensor_peak(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[int, str]:
+    """The tensor bytes at the peak and the peak's moment, exactly as `estimate` picks them but
+    without refusing what a rule rules out (problem/rules.py): the trace comparisons hold the
+    memory formula to the trace also where a GPU kernel would refuse to run (fp32 grouped GEMMs)."""
+    mb = config.micro_batch
+    peak = max(memory_by_moment(model, gpus, config), key=lambda r: r.required.at(mb))
+    return peak.tensor.at(mb), peak.moment.name
