@@ -64,10 +64,12 @@ def window_masked(model: ModelSpec, kind: LayerKind, attn: Attention, seq_len: i
 
 def window_bytes(model: ModelSpec, kind: LayerKind, attn: Attention, seq_len: int, compute_bytes: int) -> int:
     """A masked window layer under SDPA: the 16-bit additive mask (s per token) and, with GQA,
-    k and v repeated to every query head instead of the KV heads."""
+    k and v repeated to every query head instead of the KV heads (copies unless there is a
+    single KV head)."""
     if not window_masked(model, kind, attn, seq_len):
         return 0
-    repeated = 2 * compute_bytes * (model.q_dim - model.kv_dim)
+    # one KV head (Gemma-3-1B) repeats as a view: expand then reshape of a size-1 dim (traced)
+    repeated = 2 * compute_bytes * (model.q_dim - model.kv_dim) if model.num_kv_heads > 1 else 0
     return compute_bytes * seq_len + repeated
 
 

@@ -23,24 +23,14 @@ pytestmark = pytest.mark.trace
 
 FAMILIES = sorted(MODERN_SMALL_MODELS)
 QUICK = [("lora", False, "sdpa", 256), ("full", True, "eager", 256)]
-FULL = list(itertools.product(["lora", "full"], [True, False], ["sdpa", "eager"], [256, 512]))
+GRID = [pytest.param(family, *point, id=f"{family}-{point[0]}-{'ckpt' if point[1] else 'nockpt'}-{point[2]}-s{point[3]}",
+                     marks=() if point in QUICK else pytest.mark.slow)  # the default run: QUICK only
+        for family in FAMILIES
+        for point in itertools.product(["lora", "full"], [True, False], ["sdpa", "eager"], [256, 512])]
 
 
-def _ids(points):
-    return [f"{m}-{'ckpt' if c else 'nockpt'}-{a}-s{s}" for m, c, a, s in points]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method,ckpt,attn,seq", QUICK, ids=_ids(QUICK))
+@pytest.mark.parametrize("family,method,ckpt,attn,seq", GRID)
 def test_formula_matches_trace_per_family(family, method, ckpt, attn, seq):
-    config = TrainConfig(method=method, grad_ckpt=ckpt, attn=attn, seq_len=seq)
-    assert_formula_matches_trace(MODERN_SMALL_MODELS[family], config, backward_terms=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method,ckpt,attn,seq", FULL, ids=_ids(FULL))
-def test_formula_matches_trace_on_the_whole_grid(family, method, ckpt, attn, seq):
     config = TrainConfig(method=method, grad_ckpt=ckpt, attn=attn, seq_len=seq)
     assert_formula_matches_trace(MODERN_SMALL_MODELS[family], config, backward_terms=False)
 
