@@ -115,7 +115,7 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
     from fitplan.solver.problem.instance import Instance, Workload
 
-    moe = {k: knobs.pop(k) for k in ("capacity_factor", "moe_aux_loss_coef") if knobs.get(k) is not None}
+    moe = {k: v for k in ("capacity_factor", "moe_aux_loss_coef") if (v := knobs.pop(k, None)) is not None}
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
                             mean_sample_len=mean_sample_len, **moe)

@@ -28,7 +28,7 @@ MAX_TEXT_CHARS = 256  # names and placeholders; a longer one is no name (and too
 # The knobs, as `fitplan.estimate` / `recommend` keywords (cli/options.py KNOB_NAMES).
 KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
                "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
-WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len")
+WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len", "capacity_factor", "moe_aux_loss_coef")
 UPLOADED_MODEL_NAME = "uploaded-config"  # the name of an uploaded config.json without _name_or_path
 UPLOADED_MODEL_ARG = "config.json"  # what the reproducing command passes as --model for an upload
 
@@ -55,6 +55,8 @@ class EstimateQuestion(BaseModel):
     global_batch: int | None = Field(default=None, ge=1)
     packing: bool = False
     mean_sample_len: int | None = Field(default=None, ge=1)
+    capacity_factor: float | None = Field(default=None, ge=1.0)  # MoE (cli/options.py moe_options)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)
     method: str | None = None
     bits: int | None = None
     lora_rank: int | None = Field(default=None, ge=1)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from ..problem.config import TrainConfig
 from ..problem.knobs import Method, Precision
+from ..specs.gpu import GpuSet
 from ..specs.layers import LayerKind, RouterScoring
 from ..specs.model import ModelSpec
-from ..units import FP32_BYTES, HALF_BYTES
+from ..units import FP32_BYTES, HALF_BYTES, format_gib
+from .load import built_whole_under_zero3, load_host_ram_bytes
 from .terms import Term
 
 EXPERT_OFFSETS_BYTES = 512  # the int32 per-expert offsets of the grouped GEMM: one 512-B block per layer
@@ -170,11 +172,9 @@ def experts_trainable(config: TrainConfig) -> bool:
     return config.method == Method.full
 
 
-def moe_notes(model: ModelSpec, gpus, config: TrainConfig) -> list[str]:
+def moe_notes(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]:
     """What `estimate` says about a mixture-of-experts or multimodal model: which modules
     `lora_target: all` adapts, what is an assumption, what the load does."""
-    from .load import built_whole_under_zero3, load_host_ram_bytes  # load imports this module's neighbours
-
     notes = []
     if model.is_moe:
         if config.uses_lora and "all" in config.lora_targets:
@@ -202,7 +202,6 @@ def moe_notes(model: ModelSpec, gpus, config: TrainConfig) -> list[str]:
                      "quantized or dequantized checkpoint): the `load` moment")
     host = load_host_ram_bytes(model, config, gpus.gpus_per_node)
     if host:
-        from ..units import format_gib
         notes.append(f"loading takes {format_gib(host, digits=1)} of host RAM per node (every rank's private "
                      "copy before ZeRO-3 shards it)")
     return notes
