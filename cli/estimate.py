@@ -10,6 +10,7 @@ import fitplan
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .options import moe_kwargs, moe_options
 from .render import render_estimate
 
 
@@ -17,6 +18,7 @@ from .render import render_estimate
 @model_and_gpus
 @workload_options
 @data_shape_options
+@moe_options
 @knob_options
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
 def estimate_command(model: str, gpus: str, revision: str | None, seq_len: int, global_batch: int | None,
@@ -24,7 +26,7 @@ def estimate_command(model: str, gpus: str, revision: str | None, seq_len: int, 
     """Per-GPU memory of one configuration, term by term, and whether it fits."""
     result = fitplan.estimate(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                               mean_sample_len=mean_sample_len, revision=revision,
-                              neat_packing=knobs["neat_packing"], **pins_from_kwargs(knobs))
+                              neat_packing=knobs["neat_packing"], **pins_from_kwargs(knobs), **moe_kwargs(knobs))
     if as_json:
         click.echo(json.dumps(result.to_json_dict(), indent=2))
     else:

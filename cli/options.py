@@ -105,6 +105,18 @@ def allow_packing_option(func):
     return click.option("--allow-packing/--no-allow-packing", default=False, show_default=True,
                         help="Let the plan pack samples to seq-len when that is faster (packing changes which samples "
                              "share a row and how many a step trains on; never chosen without this flag).")(func)
+def moe_options(func):
+    """Mixture-of-experts assumptions (docs/moe.md)."""
+    func = click.option("--moe-aux-loss-coef", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="LLaMA-Factory moe_aux_loss_coef: keeps router logits for the load-balancing loss.")(func)
+    func = click.option("--capacity-factor", type=click.FloatRange(min=1.0), default=None,
+                        help="MoE: routed rows over tokens x top-k (default 1.0, exact for transformers' grouped_mm).")(func)
+    return func
+
+
+def moe_kwargs(kwargs: dict) -> dict:
+    """The --capacity-factor / --moe-aux-loss-coef values given, as keywords for fitplan.estimate/recommend."""
+    return {k: kwargs[k] for k in ("capacity_factor", "moe_aux_loss_coef") if kwargs.get(k) is not None}
 
 
 def workload_options(func):

@@ -21,6 +21,8 @@ from .options import (
     inter_node_option,
     knob_options,
     model_and_gpus,
+    moe_kwargs,
+    moe_options,
     pins_from_kwargs,
     workload_options,
 )
@@ -41,6 +43,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
 @workload_options
 @data_shape_options
 @allow_packing_option
+@moe_options
 @knob_options
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Show the best plan and the next K-1 runners-up.")
@@ -68,7 +71,8 @@ def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int,
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                                      mean_sample_len=mean_sample_len, revision=revision,
                                      inter_node_gbps=inter_node_gbps, neat_packing=knobs["neat_packing"],
-                                     allow_packing=knobs["allow_packing"], **pins_from_kwargs(knobs))
+                                     allow_packing=knobs["allow_packing"], **pins_from_kwargs(knobs),
+                                     **moe_kwargs(knobs))
     settings = SolverSettings(time_limit_s=time_limit, headroom_fraction=headroom, top_k=top_k,
                               host_ram_bytes=int(host_ram_gib * GIB) if host_ram_gib else None)
     train_tokens = _tokens(tokens, epochs, dataset_samples, seq_len)

@@ -4,7 +4,7 @@ Scripts use --json, which the answer types build (fitplan.solver.problem.answers
 
 from __future__ import annotations
 
-from fitplan.solver.memory.terms import label_of
+from fitplan.solver.memory.terms import PART_TERMS, Term, label_of
 from fitplan.solver.planner.candidates import QUALITY_ORDER
 from fitplan.solver.planner.questions import terms_moved
 from fitplan.solver.problem.answers import RANKING_BY_MEMORY, Estimate, Recommendation
@@ -20,12 +20,17 @@ def gib(value: int) -> str:
 
 
 def render_estimate(estimate: Estimate) -> str:
-    lines = [f"{estimate.model} on {estimate.gpus}: {describe_config(estimate.config)}",
-             f"trainable {estimate.trainable_params / 1e6:,.1f}M of {estimate.total_params / 1e9:.2f}B params",
+    params = f"trainable {estimate.trainable_params / 1e6:,.1f}M of {estimate.total_params / 1e9:.2f}B params"
+    if estimate.active_params is not None and estimate.active_params != estimate.total_params:
+        params += f" ({estimate.active_params / 1e9:.2f}B active per token; {estimate.layers})"
+    lines = [f"{estimate.model} on {estimate.gpus}: {describe_config(estimate.config)}", params,
              "",
              f"per GPU at the peak ({estimate.peak_phase}):"]
     for name, value in estimate.breakdown_bytes.items():
         lines.append(f"  {label_of(name):<24}{gib(value)}")
+        for part, part_value in estimate.term_bytes.items():  # MoE / multimodal parts of this term
+            if part != name and part in PART_TERMS and Term(part).reported_as.value == name:
+                lines.append(f"    of which {label_of(part)}: {format_gib(part_value)}")
     lines.append(f"  {'= tensors (allocated)':<24}{gib(estimate.tensor_peak_bytes)}")
     for name, value in estimate.overhead_bytes.items():
         lines.append(f"  {label_of(name):<24}{gib(value)}")
@@ -35,7 +40,7 @@ def render_estimate(estimate: Estimate) -> str:
     verdict = "FITS" if estimate.fits else "DOES NOT FIT"
     lines.append(f"  {'headroom':<24}{gib(estimate.headroom_bytes)}   {verdict}")
     if estimate.host_ram_bytes:
-        lines.append(f"host RAM per node for offload: {gib(estimate.host_ram_bytes).strip()}")
+        lines.append(f"host RAM per node (offload, or the load): {gib(estimate.host_ram_bytes).strip()}")
     lines += render_levers(estimate)
     for note in estimate.notes:
         lines.append(f"note: {note}")
@@ -90,11 +95,13 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
                      f"(global batch {result.plan.global_batch}, {result.status})")
         parts = [f"{name.replace('_', ' ')} {value:.3f} s" for name, value in result.step_time_breakdown_s.items() if value]
         lines.append("  step: " + ", ".join(parts))
-        if tokens:
-            lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
     else:
         lines.append(f"speed: unknown (global batch {result.plan.global_batch}, {result.status}); ranked by "
                      + RANKING_BY_MEMORY)
+    if result.plan_explanation is not None:
+        lines.append(f"why this plan (MoE): {result.plan_explanation.line}")
+    if tokens and result.speed_known:
+        lines.append(f"time for {tokens:,} tokens: {duration(result.time_to_train_s(tokens))}")
     if result.inter_node_gbit_per_s is not None:
         lines.append(f"inter-node network: {result.inter_node_gbit_per_s:,.0f} Gb/s per node ({result.inter_node_source})")
     lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} ({budget_policy(result)}); "

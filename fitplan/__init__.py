@@ -120,15 +120,18 @@ def make_instance(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: in
     --mean-sample-len / --neat-packing); `allow_packing` lets `recommend` pack (--allow-packing);
     `revision` is the Hub revision of a Hugging Face id's config.json (--revision);
     `inter_node_gbps` the network out of each node in gigabits per second (--inter-node-gbps;
-    default: the GPU's)."""
+    default: the GPU's); `capacity_factor` / `moe_aux_loss_coef` keywords the MoE assumptions (as
+    --capacity-factor / --moe-aux-loss-coef)."""
     from pydantic import ValidationError
 
     from fitplan.solver.errors import InvalidConfigurationError, validation_message
     from fitplan.solver.problem.instance import Instance, Workload
 
+    moe = {k: v for k in ("capacity_factor", "moe_aux_loss_coef") if (v := knobs.pop(k, None)) is not None}
     try:
         workload = Workload(seq_len=seq_len, global_batch=global_batch, packing=packing,
-                            mean_sample_len=mean_sample_len, neat_packing=neat_packing, allow_packing=allow_packing)
+                            mean_sample_len=mean_sample_len, neat_packing=neat_packing, allow_packing=allow_packing,
+                            **moe)
     except ValidationError as exc:
         raise InvalidConfigurationError(validation_message(exc)) from None
     return Instance(model=_as_model(model, revision), gpus=_as_gpus(gpus, inter_node_gbps), workload=workload,

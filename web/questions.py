@@ -31,7 +31,8 @@ KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "
                # the memory levers (cli/options.py LEVER_NAMES)
                "liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "projection_rank", "dora", "pissa", "rslora",
                "loraplus_lr_ratio", "upcast_layernorm", "upcast_lmhead_output")
-WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len", "neat_packing", "allow_packing")
+WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len", "neat_packing", "allow_packing",
+                   "capacity_factor", "moe_aux_loss_coef")
 UPLOADED_MODEL_NAME = "uploaded-config"  # the name of an uploaded config.json without _name_or_path
 UPLOADED_MODEL_ARG = "config.json"  # what the reproducing command passes as --model for an upload
 
@@ -59,6 +60,8 @@ class EstimateQuestion(BaseModel):
     global_batch: int | None = Field(default=None, ge=1)
     packing: bool = False
     mean_sample_len: int | None = Field(default=None, ge=1)
+    capacity_factor: float | None = Field(default=None, ge=1.0)  # MoE (cli/options.py moe_options)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)
     method: str | None = None
     bits: int | None = None
     lora_rank: int | None = Field(default=None, ge=1)

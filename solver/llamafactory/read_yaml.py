@@ -481,6 +481,9 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
     knobs["offload"] = offload
     if stage and isinstance(ds.get("optimizer"), dict):
         _deepspeed_optimizer(ds["optimizer"], knobs, warnings)
+    aux = raw.get("moe_aux_loss_coef")
+    if isinstance(aux, (int, float)) and not isinstance(aux, bool) and aux > 0:
+        knobs["moe_aux_loss_coef"] = float(aux)  # MoE router logits kept for the loss (memory/moe.py)
     try:
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:

@@ -270,6 +270,8 @@ def _memory_optimizer_keys(y: "_Yaml", config: TrainConfig, why: dict[str, str])
         y.key("badam_mode", "layer", "one decoder layer at a time")
         y.key("badam_switch_mode", "ascending")
         y.key("badam_switch_interval", 50, "steps per block (LLaMA-Factory's default)")
+# Model types transformers implements itself whose Hub config.json also names remote code (auto_map).
+HUB_CODE_NOT_MODELLED = frozenset({"deepseek_v2", "deepseek_v3"})
 
 
 # ---- the three files -----------------------------------------------------------------------------
@@ -283,7 +285,15 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
     model_path = placeholders.model_path or model.model_name_or_path
     y.key("model_name_or_path", model_path,
           "" if placeholders.model_path else "PLACEHOLDER: Hub id or local path of the weights (--model-path)")
-    y.key("trust_remote_code", True, "needed by Qwen1/Baichuan/ChatGLM code; harmless for others")
+    if model.model_type in HUB_CODE_NOT_MODELLED:
+        # DeepSeek's Hub configs carry an auto_map: with trust_remote_code transformers would load the
+        # Hub's own modelling code instead of its native class (models/auto/auto_factory.py:346-371 in
+        # 5.6), whose memory is not what fitplan planned.
+        y.key("trust_remote_code", False, "transformers' own class, as planned (not the Hub's remote code)")
+    else:
+        y.key("trust_remote_code", True, "needed by Qwen1/Baichuan/ChatGLM code; harmless for others")
+    if config.moe_aux_loss_coef is not None:
+        y.key("moe_aux_loss_coef", config.moe_aux_loss_coef, "router load-balancing loss: its logits are planned for")
     if config.method == Method.qlora:
         y.knob("bits", config.bits, why)
         y.key("quantization_method", "bnb", "bitsandbytes on-the-fly quantization")

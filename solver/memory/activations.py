@@ -22,9 +22,10 @@ from enum import Enum
 
 from ..problem.config import TrainConfig
 from ..problem.knobs import Attention, Method, Precision
+from ..specs.layers import LayerKind
 from ..specs.model import Family, MlpKind, ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
-from . import levers, liger
+from . import attention, levers, liger, moe
 from .params import lora_params_per_layer, lora_targets
 from .prequantized import largest_dequantized_module_bytes, quantized_in_training
 from .states import trainable_param_bytes_each, uses_deepspeed
@@ -44,7 +45,11 @@ FLASH_LSE_BYTES_PER_HEAD = 4  # fp32 logsumexp per head per token saved by SDPA-
 
 def effective_attention(model: ModelSpec, config: TrainConfig) -> Attention:
     """Gemma-2 declares no SDPA support in transformers 5 (SDPA cannot soft-cap), so an sdpa run
-    is an eager run; fa2 soft-caps inside the kernel and keeps the flash footprint."""
+    is an eager run; fa2 soft-caps inside the kernel and keeps the flash footprint. LLaMA-Factory
+    runs every gpt-oss job with the FlashAttention-3 hub kernel whatever `flash_attn` says
+    (model/model_utils/attention.py:34-44): the flash footprint."""
+    if model.model_type == "gpt_oss":
+        return Attention.fa2
     if model.model_type == "gemma2" and config.attn == Attention.sdpa:
         return Attention.eager
     return config.attn
@@ -58,8 +63,9 @@ def _fused_qkv(model: ModelSpec) -> bool:
 def _gemma_norm(model: ModelSpec) -> bool:
     """Gemma-2's RMSNorm computes `norm(x.float()) * (1 + w.float())` in fp32 and returns
     `type_as(x)`: a trainable weight keeps the fp32 normalized input, and the output has the
-    input's dtype whatever the weight's."""
-    return model.model_type == "gemma2"
+    input's dtype whatever the weight's. Gemma-3 does the same, and OLMo-2's
+    `(self.weight * hidden_states).to(input_dtype)` too (traced: fp32 `mul` inputs kept)."""
+    return model.model_type in ("gemma2", "gemma3", "gemma3_text", "olmo2")
 
 
 class LayerRole(str, Enum):
@@ -104,16 +110,35 @@ def layer_roles(model: ModelSpec, config: TrainConfig) -> list[LayerRole]:
     return [frozen] * (n - n_train) + [LayerRole.trainable] * n_train
 
 
-def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
+def layer_groups(model: ModelSpec, config: TrainConfig) -> list[tuple[LayerKind, LayerRole, int]]:
+    """Every (layer kind, role) the decoder holds with how many layers have it: what the
+    per-layer sums go over."""
+    roles = layer_roles(model, config)
+    counts: dict[tuple[LayerKind, LayerRole], int] = {}
+    start = 0
+    for run in model.runs():
+        for role in set(roles[start:start + run.count]):
+            n = sum(1 for r in roles[start:start + run.count] if r == role)
+            counts[(run.kind, role)] = counts.get((run.kind, role), 0) + n
+        start += run.count
+    return [(kind, role, n) for (kind, role), n in counts.items()]
+
+
+def _norm_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole, on_sublayer_output: bool = False) -> int:
     """One RMSNorm: its fp32 input (upcast copy, or the input itself when already fp32), rsqrt,
-    and under a trainable weight the normalized input it multiplies the weight with."""
+    and under a trainable weight the normalized input it multiplies the weight with. A norm on
+    a sublayer's 16-bit output (GLM-4's post-attention and post-MLP norms) casts that back to
+    16 bits before the weight (trace, glm4-shaped full sdpa: 2h, not the stream's 4h)."""
     h = model.hidden_size
     if _liger_norm(model, config):
         return liger.norm_saved_bytes(h, stream_bytes(config))  # input + rstd, whatever the weight
     saved = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
     if role == LayerRole.trainable:
         # Gemma-2: fp32 normalized input (trace, gemma2-shaped freeze eager: 4h per norm).
-        saved += (FP32_BYTES if _gemma_norm(model) else stream_bytes(config)) * h
+        if _gemma_norm(model):
+            saved += FP32_BYTES * h
+        else:
+            saved += (compute_bytes(config) if on_sublayer_output else stream_bytes(config)) * h
     return saved
 
 
@@ -137,21 +162,25 @@ def _norm_output_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -
     return stream_bytes(config)
 
 
-def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
-    """What the linear layers keep of their inputs for weight gradients (frozen linears keep none)."""
+def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole, kind: LayerKind | None = None) -> int:
+    """What the linear layers keep of their inputs for weight gradients (frozen linears keep none).
+    An MoE layer's router reads the block's input too (memory/moe.py)."""
     cb = compute_bytes(config)
-    widths = {"attn_in": model.hidden_size, "attn_out": model.q_dim, "mlp_in": model.hidden_size,
-              "mlp_mid": model.intermediate_size}
-    modules = model.linear_modules()
+    kind = kind or model.first_layer_kind
+    modules = model.linear_modules(kind)
+    widths = {"attn_in": model.hidden_size, "attn_out": model.attn_out_dim, "mlp_in": model.hidden_size}
+    widths.update({m.input_tensor: m.in_features for m in modules if m.input_tensor not in widths})
     saved = 0
     if role == LayerRole.trainable:
         for tensor, width in widths.items():
             consumers = [m for m in modules if m.input_tensor == tensor]
+            if tensor == "mlp_in" and moe.router_reads_input(kind):
+                consumers.append(None)
             if not consumers:
                 continue
-            in_bytes = cb if tensor in ("attn_out", "mlp_mid") else _norm_output_bytes(model, config, role)
+            in_bytes = cb if tensor in ("attn_out", "mlp_mid", "shared_mid") else _norm_output_bytes(model, config, role)
             if tensor == "attn_out" and effective_attention(model, config) != Attention.eager:
-                if model.family not in (Family.phi3, Family.chatglm):
+                if model.family not in (Family.phi3, Family.chatglm) and not attention.output_copied(model):
                     continue  # o_proj's input is the SDPA output storage, counted with attention
                 # Phi-3 class: o_proj gets its own contiguous copy of the SDPA output (trace,
                 # phi3-shaped full sdpa: +2q per token per layer).
@@ -162,7 +191,7 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
         return saved
     if role != LayerRole.lora:
         return 0
-    targets = lora_targets(model, config)
+    targets = lora_targets(model, config, kind)
     rank = config.lora_rank
     dora = levers.dora_saved_per_token(targets, cb) if config.dora else 0  # memory/levers.py
     if autocast_on(config):
@@ -182,7 +211,8 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
     return saved + sum(cb * rank * m.count for m in targets) + dora
 
 
-def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = LayerRole.lora) -> int:
+def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = LayerRole.lora,
+                     kind: LayerKind | None = None) -> int:
     """What attention keeps per token: SDPA-flash / FA2 keep q, k, v, the output and an fp32
     logsumexp; eager keeps q, the repeat_kv copies of k and v, and the fp32 + 16-bit
     probabilities (b * heads * s^2 in total, so per token it grows with s).
@@ -192,22 +222,27 @@ def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = La
     cb = compute_bytes(config)
     nh = model.num_attention_heads
     q, kv = model.q_dim, model.kv_dim
-    qk_norm = 0
+    kind = kind or model.first_layer_kind
+    attn = effective_attention(model, config)
+    # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt; a trainable weight
+    # also keeps its 16-bit normalized input (trace, qwen3-shaped full sdpa: +2(q+kv) per token
+    # per layer); OLMo-2 and Llama-4 norm differently (memory/attention.py).
+    trainable = role == LayerRole.trainable
     if model.qk_norm and _liger_norm(model, config):
         # LigerRMSNorm keeps the projections' outputs themselves and an fp32 rstd per head
         qk_norm = cb * (q + kv) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
-    elif model.qk_norm:  # Qwen3: RMSNorm over each head's q and k keeps fp32 inputs and rsqrt
-        qk_norm = FP32_BYTES * (q + kv) + RMSNORM_SAVED_SCALAR_BYTES * (nh + model.num_kv_heads)
-        if role == LayerRole.trainable:
-            # a trainable q/k norm weight also keeps its 16-bit normalized input (trace,
-            # qwen3-shaped full sdpa: +2(q+kv) per token per layer)
-            qk_norm += cb * (q + kv)
+    else:
+        qk_norm = attention.qk_norm_bytes(model, kind, FP32_BYTES if _gemma_norm(model) else cb, trainable)
+    if model.is_mla:
+        probs = EAGER_PROBS_BYTES_PER_HEAD_KEY * nh * config.seq_len if attn == Attention.eager else 0
+        return attention.mla_bytes(model, config, attn, cb, probs, trainable)
     v_bytes = cb * (q + 2 * kv) if _fused_qkv(model) else cb * kv
-    if effective_attention(model, config) == Attention.eager:
+    if attn == Attention.eager:
         gqa = model.num_kv_heads != nh
         k_saved = cb * (q if gqa else kv)
         v_saved = cb * q if gqa else v_bytes  # repeat_kv copies under GQA, else v itself
-        probs = EAGER_PROBS_BYTES_PER_HEAD_KEY * nh * config.seq_len
+        probs = attention.eager_probs_bytes_per_head_key(model, EAGER_PROBS_BYTES_PER_HEAD_KEY, cb,
+                                                        stream_bytes(config)) * nh * config.seq_len
         if cb == FP32_BYTES:
             # fp32 runs: softmax(dtype=fp32).to(fp32) is the same storage, so only the fp32
             # probabilities stay (trace, llama-shaped lora eager fp32 s=128: -2 * heads * s)
@@ -217,7 +252,8 @@ def _attention_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole = La
             # lora eager s=128: +2 * heads * s per token per layer)
             probs += cb * nh * config.seq_len
         return cb * q + k_saved + v_saved + probs + qk_norm
-    return cb * q + cb * kv + v_bytes + cb * q + FLASH_LSE_BYTES_PER_HEAD * nh + qk_norm
+    window = attention.window_bytes(model, kind, attn, config.seq_len, cb) + attention.layer_rope_bytes(model, stream_bytes(config))
+    return cb * q + cb * kv + v_bytes + cb * q + FLASH_LSE_BYTES_PER_HEAD * nh + qk_norm + window
 
 
 def _mlp_bytes(model: ModelSpec, config: TrainConfig) -> int:
@@ -229,13 +265,33 @@ def _mlp_bytes(model: ModelSpec, config: TrainConfig) -> int:
     return branches * cb * model.intermediate_size
 
 
-def layer_bytes_per_token(model: ModelSpec, config: TrainConfig, role: LayerRole) -> int:
-    """Bytes one layer keeps for backward per token, without gradient checkpointing."""
+def layer_bytes_per_token(model: ModelSpec, config: TrainConfig, role: LayerRole,
+                          kind: LayerKind | None = None) -> int:
+    """Bytes one layer (of `kind`, default the first layer's) keeps for backward per token,
+    without gradient checkpointing."""
     if role == LayerRole.frozen_no_grad:
         return 0
-    norms = model.norms_per_layer * _norm_bytes(model, config, role)
-    return (norms + _linear_input_bytes(model, config, role) + _attention_bytes(model, config, role)
-            + _mlp_bytes(model, config))
+    kind = kind or model.first_layer_kind
+    on_outputs = 2 if model.norms_per_layer == 4 else 0  # post-attention and post-MLP norms of sandwich layouts
+    norms = ((model.norms_per_layer - on_outputs) * _norm_bytes(model, config, role)
+             + on_outputs * _norm_bytes(model, config, role, on_sublayer_output=True))
+    if kind.moe:
+        feed_forward = sum(moe.moe_layer_bytes_per_token(model, config, role == LayerRole.trainable).values())
+    else:
+        feed_forward = _mlp_bytes(model, config)
+    return int(-(-(norms + _linear_input_bytes(model, config, role, kind) + _attention_bytes(model, config, role, kind)
+                   + feed_forward) // 1))
+
+
+def layer_fixed_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole, kind: LayerKind) -> int:
+    """What one layer keeps that does not grow with tokens (MoE: memory/moe.py)."""
+    if role == LayerRole.frozen_no_grad:
+        return 0
+    fixed = attention.gemma_norm_fixed_bytes(model, first_layer=False)
+    fixed += attention.mla_fixed_bytes(model, effective_attention(model, config))
+    if kind.moe:
+        fixed += moe.moe_layer_fixed_bytes(model, config, role == LayerRole.trainable)
+    return fixed
 
 
 def checkpoint_bytes_per_token(model: ModelSpec, config: TrainConfig) -> int:
@@ -246,8 +302,12 @@ def checkpoint_bytes_per_token(model: ModelSpec, config: TrainConfig) -> int:
 def rope_cache_bytes(model: ModelSpec, config: TrainConfig) -> int:
     """RoPE cos and sin, [1, s, head_dim] each in the stream dtype, made once per forward and
     kept by every layer; independent of the micro batch. Settled by the trace: 2 * head_dim * 2
-    bytes per position under LoRA (128 B at head_dim 32), 4-byte elements under full."""
-    return 2 * model.head_dim * stream_bytes(config) * config.seq_len
+    bytes per position under LoRA (128 B at head_dim 32), 4-byte elements under full; the
+    families whose tables differ in memory/attention.py."""
+    per_position = attention.rope_bytes_per_position(model, stream_bytes(config), config.grad_ckpt)
+    if per_position is None:
+        per_position = 2 * model.head_dim * stream_bytes(config)
+    return per_position * config.seq_len
 
 
 def forward_end_extra_per_token(model: ModelSpec, config: TrainConfig) -> int:
@@ -264,6 +324,7 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
     final norm, minus layer 0's first norm when nothing before it needs a gradient."""
     h = model.hidden_size
     roles = layer_roles(model, config)
+    groups = layer_groups(model, config)
     final_norm = FP32_BYTES * h + RMSNORM_SAVED_SCALAR_BYTES
     first_norm = final_norm
     if _liger_norm(model, config):
@@ -287,11 +348,15 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
             # in the stream dtype (fp32 under AMP full fine-tuning: trace, llama-shaped full ckpt
             # eager s=256 b=2: 4s per token)
             eager_mask = stream_bytes(config) * config.seq_len * (2 if model.model_type == "gemma2" else 1)
+        eager_mask = max(eager_mask, attention.checkpointed_mask_bytes(model, effective_attention(model, config),
+                                                                       config.seq_len, stream_bytes(config)))
         return per_layer + final_norm + eager_mask + mask
-    total = sum(layer_bytes_per_token(model, config, r) for r in roles)
+    total = sum(n * layer_bytes_per_token(model, config, role, kind) for kind, role, n in groups)
     embedding_trains = config.method == Method.full
     first_keeps = next((r for r in roles if r != LayerRole.frozen_no_grad), None)
-    if _liger_norm(model, config) and first_keeps == LayerRole.trainable:
+    if model.post_norms_only:
+        pass  # OLMo-2 has no input norm: layer 0 starts with its attention (trace: all layers equal)
+    elif _liger_norm(model, config) and first_keeps == LayerRole.trainable:
         pass  # LigerRMSNorm saves its input whenever its weight trains, even without an input gradient
     elif not embedding_trains and first_keeps is not None:
         # The first layer that keeps anything gets an input that needs no grad: its first norm
@@ -299,6 +364,21 @@ def saved_activations_per_token(model: ModelSpec, config: TrainConfig) -> int:
         # trainable layer under freeze, llama-shaped freeze sdpa: -(4h + 4)).
         total -= first_norm
     return total + final_norm + mask
+
+
+def saved_activations_fixed_bytes(model: ModelSpec, config: TrainConfig) -> int:
+    """Saved tensors that do not grow with tokens: the RoPE cache, and without checkpointing
+    what each MoE layer keeps (memory/moe.py)."""
+    fixed = rope_cache_bytes(model, config)
+    if not config.grad_ckpt:
+        fixed += sum(n * layer_fixed_bytes(model, config, role, kind) for kind, role, n in layer_groups(model, config))
+        # Gemma-3's (1 + w) of the final norm; none for the first norm of a first layer whose
+        # input needs no gradient (as in saved_activations_per_token)
+        one_norm = attention.gemma_norm_fixed_bytes(model, False) - attention.gemma_norm_fixed_bytes(model, True)
+        fixed += one_norm
+        if config.method != Method.full:
+            fixed -= one_norm
+    return fixed
 
 
 # Liger runs (no logits to dominate the forward): the last decoder layer's forward, with every
@@ -408,7 +488,8 @@ def _phi3_fused_chunks(model: ModelSpec, config: TrainConfig) -> int:
     return 0
 
 
-def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, last: bool = False) -> int:
+def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, last: bool = False,
+                                         position: int | None = None) -> int:
     """Extra bytes, on top of the saved activations, while one layer runs backward: the first
     layer processed (the last decoder layer), or with `last` the last one processed (layer 0).
 
@@ -417,14 +498,18 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
     - Without: the MLP-backward temporaries on top of everything saved (12h + 4i).
     - Eager attention: the softmax backward (12 * heads * s + ~16h) replaces the layer's own saved
       tensors, whichever of the two moments is larger. Settled by the trace (see constants).
+    `position` asks for that layer instead (its role and kind).
     """
     h, i = model.hidden_size, model.intermediate_size
     roles = layer_roles(model, config)
-    keeping = [r for r in roles if r != LayerRole.frozen_no_grad] or [LayerRole.frozen_no_grad]
-    role = keeping[0] if last else keeping[-1]  # the first and the last layer that runs backward
+    if position is None:  # the first and the last layer that runs backward
+        keeping = [k for k, r in enumerate(roles) if r != LayerRole.frozen_no_grad] or [0 if last else len(roles) - 1]
+        position = keeping[0] if last else keeping[-1]
+    role = roles[position]
+    kind = [run.kind for run in model.runs() for _ in range(run.count)][position]
     if role == LayerRole.frozen_no_grad:
         return 0
-    own = layer_bytes_per_token(model, config, role)
+    own = layer_bytes_per_token(model, config, role, kind)
     recomputed = own if config.grad_ckpt else 0
     # Reentrant checkpointing (LLaMA-Factory's default use_reentrant_gc=True) and the offloaded
     # checkpoint back-propagate into a detached copy of the layer input and return its .grad: one
@@ -442,19 +527,22 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
         # outer graph's buffers (trace, qwen2/llama-shaped lora ckpt sdpa --unsloth-gc --liger,
         # layer 0: +12.5h and +15.1h)
         recomputed += stream_bytes(config) * h + UNSLOTH_BACKWARD_EXTRA_PER_HIDDEN * h
-    mlp_moment = recomputed + 12 * h + 4 * i
-    if _liger_norm(model, config) and _liger_mlp(model, config) and role != LayerRole.lora:
+    if kind.moe:  # the MoE block's backward instead of the dense MLP's (memory/moe.py)
+        mlp_moment = recomputed + moe.moe_backward_working_set_per_token(model, config, role == LayerRole.trainable)
+    elif _liger_norm(model, config) and _liger_mlp(model, config) and role != LayerRole.lora:
         # Liger, a layer without peft's casts: SwiGLU's backward writes into its saved a, b and
         # RMSNorm's into dY, so the MLP backward holds ~3-3.8 bytes per intermediate element
         # (trace, llama/qwen3/mistral-shaped freeze and full with --liger, ckpt and not),
         # taken at the top of that range.
         mlp_moment = recomputed + LIGER_MLP_BACKWARD_BYTES_PER_INTERMEDIATE * i + _phi3_fused_chunks(model, config)
-    elif config.grad_ckpt and _liger_norm(model, config) and _liger_mlp(model, config):
-        # Liger (trace, qwen2/llama-shaped lora ckpt sdpa with --liger: +2i - 8h against the
-        # above): the product c stays while the MLP backward runs, and Hugging Face's norms'
-        # fp32 input copies (2 x 4h) are gone.
-        mlp_moment += (compute_bytes(config) * i - LIGER_NORMS_WITHOUT_FP32_COPY * FP32_BYTES * h
-                       + _phi3_fused_chunks(model, config))
+    else:
+        mlp_moment = recomputed + 12 * h + 4 * i
+        if config.grad_ckpt and _liger_norm(model, config) and _liger_mlp(model, config):
+            # Liger (trace, qwen2/llama-shaped lora ckpt sdpa with --liger: +2i - 8h against the
+            # above): the product c stays while the MLP backward runs, and Hugging Face's norms'
+            # fp32 input copies (2 x 4h) are gone.
+            mlp_moment += (compute_bytes(config) * i - LIGER_NORMS_WITHOUT_FP32_COPY * FP32_BYTES * h
+                           + _phi3_fused_chunks(model, config))
     if effective_attention(model, config) == Attention.eager:
         if config.method == Method.full:
             extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FULL * h
@@ -473,22 +561,39 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
     return mlp_moment
 
 
+def _autocast_params_per_layer(model: ModelSpec, config: TrainConfig, kind: LayerKind) -> int:
+    """One trainable layer's weights a matmul under autocast reads: its linears, an MoE layer's
+    router (F.linear) and Llama-4's experts (bmm); the grouped-GEMM experts of the others are not
+    autocast (they run in the weight's dtype, memory/moe.py)."""
+    if config.uses_lora:
+        return lora_params_per_layer(model, config, kind)
+    params = sum(m.params for m in model.linear_modules(kind))
+    if kind.moe:
+        params += model.router_params(kind)
+        if model.model_type in ("llama4", "llama4_text"):
+            params += model.expert_params(kind)
+    return params
+
+
 def autocast_copy_params(model: ModelSpec, config: TrainConfig, layers: int | None = None,
-                         lm_head: bool = True) -> int:
+                         lm_head: bool = True, kind: LayerKind | None = None) -> int:
     """Parameters autocast caches a 16-bit copy of: every fp32 trainable weight (and bias) a
     matmul reads. Embeddings and norm weights are not cast. Settled by the trace (llama-shaped
     full nock: 6.52 MiB = 2 bytes x (linear + lm_head params), not 2 x all trainable params).
-    `layers` = how many trainable decoder layers count (default all)."""
+    `layers` = how many trainable decoder layers count (default all), each of `kind` (default
+    the last layer's)."""
     if not autocast_on(config):
         return 0
-    if config.uses_lora:
-        n = model.num_layers if layers is None else layers
-        return n * lora_params_per_layer(model, config)
-    per_layer = sum(m.params for m in model.linear_modules())
-    trainable_layers = model.num_layers if config.method == Method.full else min(config.freeze_layers, model.num_layers)
-    n = trainable_layers if layers is None else min(layers, trainable_layers)
     head = model.vocab_size * model.hidden_size if (config.method == Method.full and lm_head) else 0
-    return n * per_layer + head
+    if layers is not None:
+        trainable_layers = model.num_layers if config.method != Method.freeze else min(config.freeze_layers,
+                                                                                      model.num_layers)
+        per_layer = _autocast_params_per_layer(model, config, kind or model.last_layer_kind)
+        return min(layers, trainable_layers) * per_layer + head
+    total = sum(n * _autocast_params_per_layer(model, config, group_kind)
+                for group_kind, role, n in layer_groups(model, config)
+                if role in (LayerRole.trainable, LayerRole.lora))
+    return total + head
 
 
 def quantized_dequant_bytes(model: ModelSpec, config: TrainConfig) -> int:
@@ -499,4 +604,19 @@ def quantized_dequant_bytes(model: ModelSpec, config: TrainConfig) -> int:
         return largest_dequantized_module_bytes(model)
     if config.bits == 16:
         return 0
-    return HALF_BYTES * max(m.in_features * m.out_features for m in model.linear_modules())
+    return HALF_BYTES * max(m.in_features * m.out_features for kind, _ in model.layer_kinds()
+                            for m in model.linear_modules(kind))
+
+
+def moe_activation_parts_per_token(model: ModelSpec, config: TrainConfig) -> dict:
+    """The MoE blocks' share of `saved_activations_per_token`, by term (memory/moe.py), summed
+    over the MoE layers: nothing with checkpointing, where only the layer inputs stay."""
+    parts: dict = {}
+    if not model.is_moe or config.grad_ckpt:
+        return parts
+    for kind, role, n in layer_groups(model, config):
+        if not kind.moe or role == LayerRole.frozen_no_grad:
+            continue
+        for term, value in moe.moe_layer_bytes_per_token(model, config, role == LayerRole.trainable).items():
+            parts[term] = parts.get(term, 0.0) + n * value
+    return {term: int(value) for term, value in parts.items()}

@@ -14,6 +14,7 @@ from ..specs.model import ModelSpec
 from ..units import format_gib
 from . import liger
 from .lever_effects import lever_effects
+from .moe import moe_notes
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
@@ -98,6 +99,7 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     notes += prequantized_notes(model, config)
     notes += cautions(model, gpus, config)
     notes += lever_notes(model, config)
+    notes += moe_notes(model, gpus, config)
     return Estimate(
         model=model.name,
         gpus=gpus.label(),
@@ -120,6 +122,10 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
         fits=peak_required.at(mb) <= capacity,
         notes=notes,
         levers=lever_effects(model, gpus, config, memory_by_moment),
+        active_params=model.active_params(),
+        active_params_excluding_embedding=model.active_params(include_embedding=False),
+        term_bytes={k: v for k, v in peak_moment.term_bytes_at(mb).items() if v},
+        layers=model.describe_layers(),
     )
 
 
@@ -137,3 +143,12 @@ def lever_notes(model: ModelSpec, config: TrainConfig) -> list[str]:
         notes.append(f"packed: each row holds about {per_row:.1f} samples of {config.mean_sample_len} tokens, so a "
                      f"step of {config.global_batch} rows trains on about {config.global_batch * per_row:.0f} samples")
     return notes
+
+
+def tensor_peak(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[int, str]:
+    """The tensor bytes at the peak and the peak's moment, exactly as `estimate` picks them but
+    without refusing what a rule rules out (problem/rules.py): the trace comparisons hold the
+    memory formula to the trace also where a GPU kernel would refuse to run (fp32 grouped GEMMs)."""
+    mb = config.micro_batch
+    peak = max(memory_by_moment(model, gpus, config), key=lambda r: r.required.at(mb))
+    return peak.tensor.at(mb), peak.moment.name

@@ -68,7 +68,7 @@ def _liger(evaluate, model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Lev
                     Term.fused_loss_vectors: f"{tokens} each",
                     Term.fused_loss_weight_gradient: f"{model.vocab_size} x {model.hidden_size}",
                     Term.fused_loss_weight_cast: f"{model.vocab_size} x {model.hidden_size}"}
-            for key, value in with_rows[name].moment.detail_at(mb).items():
+            for key, value in with_rows[name].moment.term_bytes_at(mb).items():
                 term = Term(key)
                 if key.startswith("fused_loss") and value:
                     rows.append(LeverRow(label=f"{term.detail_label} {dims[term]}", with_bytes=value,

@@ -29,14 +29,19 @@ from .activations import (
     forward_layer_in_flight_per_token,
     fused_loss_buffers,
     layer_backward_working_set_per_token,
+    layer_fixed_bytes,
     layer_roles,
     liger_final_norm_per_token,
     logits_loss_per_token,
+    moe_activation_parts_per_token,
     quantized_dequant_bytes,
-    rope_cache_bytes,
+    saved_activations_fixed_bytes,
     saved_activations_per_token,
 )
 from . import levers, liger
+from .layer_moments import after_feed_forward_moment, mixed_kind_moments
+from .load import load_host_ram_bytes, load_moment
+from .moe import aux_loss_bytes_per_token
 from .params import trainable_params
 from .prequantized import kept_dequantized_bytes
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
@@ -47,17 +52,20 @@ PHASE_BACKWARD = "backward"
 PHASE_OPTIMIZER = "optimizer step"
 
 
-def _resident_terms(states: ModelStates) -> dict[Term, Affine]:
-    """What sits on the GPU for the whole step."""
+def _resident_terms(states: ModelStates, model: ModelSpec | None = None) -> dict[Term, Affine]:
+    """What sits on the GPU for the whole step (the named parts of the weights on their own)."""
+    parts = {term: fixed(value) for term, value in states.weight_parts.items() if value}
     terms = {
-        Term.weights: fixed(states.weights),
+        Term.weights: fixed(states.weights - sum(states.weight_parts.values())),
+        **parts,
         Term.trainable_params: fixed(states.trainable_params),
         Term.optimizer_states: fixed(states.optimizer_states),
     }
     if states.comm_buffers:
         terms[Term.comm_buffers] = fixed(states.comm_buffers)
     if states.zero3_gathered:
-        terms[Term.zero3_gathered_layer] = fixed(states.zero3_gathered)
+        gathered = Term.zero3_gathered_moe_block if model is not None and model.is_moe else Term.zero3_gathered_layer
+        terms[gathered] = fixed(states.zero3_gathered)
     return terms
 
 
@@ -132,12 +140,16 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
     step_temporaries = optimizer_step_temporary_bytes(model, config)
     config = _activation_view(config)  # BAdam's activations are those of one trainable layer
     seq = config.seq_len
-    resident = _resident_terms(states)
+    resident = _resident_terms(states, model)
     grads_fwd = _gradients_during_forward(states, config)
     dequant = quantized_dequant_bytes(model, config)
     kept_all = fixed(kept_dequantized_bytes(model, config))  # GPTQ, no checkpointing (memory/prequantized.py)
     kept_one = fixed(kept_dequantized_bytes(model, config, layers=1))  # the layer being recomputed
-    activations = per_token(saved_activations_per_token(model, config), seq) + fixed(rope_cache_bytes(model, config))
+    moe_parts = moe_activation_parts_per_token(model, config)
+    dense_part = saved_activations_per_token(model, config) - sum(moe_parts.values())
+    activations = per_token(dense_part, seq) + fixed(saved_activations_fixed_bytes(model, config))
+    saved_parts = {term.value: per_token(value, seq) for term, value in moe_parts.items()}
+    aux_loss = per_token(aux_loss_bytes_per_token(model, config), seq)
     working_set = layer_backward_working_set_per_token(model, config)
     loop_logits, loss_logits = _loss_terms(model, config, compute_capability_major)
     fused = liger.fused_loss(model, config)
@@ -155,7 +167,9 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
         "forward_end", PHASE_FORWARD_END,
         gradients=fixed(grads_fwd),
         activations=activations + per_token(forward_end_extra_per_token(model, config), seq),
+        **saved_parts,
         **loop_logits,
+        aux_loss_logits=aux_loss,
         autocast_weight_copies=fixed(_autocast_weight_copies(model, config)),
         dequant_buffer=fixed(dequant),
         dequantized_weights=kept_all,
@@ -163,7 +177,9 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
         "loss", PHASE_FORWARD_END,
         gradients=fixed(grads_fwd),
         activations=activations,
+        **saved_parts,
         **loss_logits,
+        aux_loss_logits=aux_loss,
         autocast_weight_copies=fixed(_autocast_copies_after_forward(model, config, fused)),
         dequant_buffer=fixed(dequant),
         dequantized_weights=kept_all,
@@ -196,17 +212,18 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
         mlp_params = sum(m.params for m in model.linear_modules() if m.input_tensor in ("mlp_in", "mlp_mid"))
         first_layer_grads = states.gradients / max(trainable_params(model, config), 1) * mlp_params
 
-    def layer_copies(role: LayerRole) -> Affine:
+    def layer_copies(role: LayerRole, kind) -> Affine:
         if role not in (LayerRole.trainable, LayerRole.lora):
             return ZERO  # a frozen layer's weights are already 16-bit
-        return fixed(HALF_BYTES * autocast_copy_params(model, config, layers=1, lm_head=False))
+        return fixed(HALF_BYTES * autocast_copy_params(model, config, layers=1, lm_head=False, kind=kind))
     if config.grad_ckpt:
+        recomputed_fixed = fixed(layer_fixed_bytes(model, config, roles[-1], model.last_layer_kind))
         moments.append(moment(
             "backward_first_layer", PHASE_BACKWARD,
             gradients=fixed(max(grads_fwd, lm_head_grads + first_layer_grads)),
             activations=activations,
-            autocast_weight_copies=layer_copies(roles[-1]),  # the recompute casts that layer again
-            backward_working_set=per_token(working_set, seq),
+            autocast_weight_copies=layer_copies(roles[-1], model.last_layer_kind),  # the recompute casts it again
+            backward_working_set=per_token(working_set, seq) + recomputed_fixed,
             dequant_buffer=fixed(dequant),
             dequantized_weights=kept_one,
             dora_weight_norm=dora,
@@ -220,7 +237,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
                 "backward_lowest_trainable", PHASE_BACKWARD,
                 gradients=fixed(max(grads_fwd, states.gradients * (n_train - 1) / n_train + first_layer_grads)),
                 activations=activations,
-                autocast_weight_copies=layer_copies(LayerRole.trainable),
+                autocast_weight_copies=layer_copies(LayerRole.trainable, model.last_layer_kind),
                 backward_working_set=per_token(working_set, seq),
                 dequant_buffer=fixed(dequant),
                 dora_weight_norm=dora,
@@ -236,7 +253,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
             "backward_last_layer", PHASE_BACKWARD,
             gradients=fixed(states.gradients - layer0_and_embedding),
             activations=per_token(checkpoint_bytes_per_token(model, config), seq),
-            autocast_weight_copies=layer_copies(roles[0]),
+            autocast_weight_copies=layer_copies(roles[0], model.first_layer_kind),
             backward_working_set=per_token(layer_backward_working_set_per_token(model, config, last=True), seq),
             dequant_buffer=fixed(dequant),
             dequantized_weights=kept_one,
@@ -245,12 +262,15 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
             # replace it on the way (trace, llama-shaped lora / freeze / full ckpt with --liger)
             **(backward_loss if config.uses_lora else {}),
         ))
+        moments += mixed_kind_moments(model, config, states, moment)
+        moments += after_feed_forward_moment(model, config, states, moment)
     else:
         # Issue 3 (trace): lm_head's backward has freed the logits and lm_head's weight copy.
         moments.append(moment(
             "backward", PHASE_BACKWARD,
             gradients=fixed(max(grads_fwd, lm_head_grads + first_layer_grads)),
             activations=activations,
+            **saved_parts,
             autocast_weight_copies=fixed(HALF_BYTES * autocast_copy_params(model, config, lm_head=False)),
             backward_working_set=per_token(working_set, seq),
             dequant_buffer=fixed(dequant),
@@ -275,14 +295,19 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
         gradients=fixed(states.gradients),
         optimizer_temporaries=fixed(step_temporaries),
     ))
+    loading = load_moment(model, config)
+    if loading is not None:
+        moments.append(loading)
     return moments
 
 
 def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
-    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py), and
-    offloaded checkpoints (memory/levers.py) at the config's micro batch."""
+    """Host RAM per node: what CPU offload needs during training (DeepSpeed estimator, see
+    memory/states.py) with offloaded checkpoints (memory/levers.py) at the config's micro batch, or
+    what loading takes before step 1 (memory/load.py), whichever is more."""
     offloaded = levers.checkpoint_host_bytes(model, config, checkpoint_bytes_per_token(model, config), gpus_per_node)
-    return int(model_states(model, config, gpus_per_node).host_ram) + offloaded
+    return int(max(model_states(model, config, gpus_per_node).host_ram + offloaded,
+                   load_host_ram_bytes(model, config, gpus_per_node)))
 
 
 def micro_batch_key(model: ModelSpec, config: TrainConfig) -> tuple:

@@ -26,15 +26,17 @@ Sources
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..problem.config import TrainConfig
 from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, MemoryOptimizer, Method, Offload, Optimizer, Precision
 from ..specs.model import ModelSpec
+from ..specs.layers import RouterScoring
 from ..units import FP32_BYTES, HALF_BYTES
 from . import optimizers
-from .params import frozen_params, trainable_params
+from .params import frozen_params, largest_layer_params, trainable_params
 from .prequantized import prequantized_base_bytes, quantized_in_training
+from .terms import Term
 
 NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize used by transformers' BitsAndBytesConfig
 NF4_DOUBLE_QUANT_BLOCK = 256  # second-level blocks of absmax constants
@@ -48,7 +50,7 @@ def zero3_gathered_bytes(model: ModelSpec, config: TrainConfig) -> float:
     fine-tuning. Frozen modules (the embeddings and base layers under LoRA/freeze) have no
     gradients, so they gather at 2 bytes per parameter."""
     embeddings = max(model.embedding_params(), model.lm_head_params())
-    layer = model.layer_params()
+    layer = largest_layer_params(model) if model.is_moe else model.layer_params()
     if config.method == Method.full:
         return 2 * HALF_BYTES * max(layer, embeddings)
     layer_bytes = 2 * HALF_BYTES * layer if config.method == Method.freeze else HALF_BYTES * layer
@@ -89,20 +91,59 @@ def frozen_base_bytes(model: ModelSpec, config: TrainConfig) -> float:
         norms = model.num_layers * (model.norms_per_layer * model.norm_params_per_norm()
                                     + (2 * model.head_dim if model.qk_norm else 0)) + model.norm_params_per_norm()
         upcast = (FP32_BYTES - HALF_BYTES) * norms
+    extra = fp32_kept_extra_bytes(model, config) + upcast
     if quantized_in_training(model):  # a GPTQ/AWQ checkpoint: its own storage (memory/prequantized.py)
-        return prequantized_base_bytes(model, n_frozen, HALF_BYTES) + upcast
+        return prequantized_base_bytes(model, n_frozen, HALF_BYTES) + extra
     if config.bits == 16:
-        return n_frozen * dense_bytes + upcast
-    linear_modules = model.linear_modules()
-    linear_weights = model.num_layers * sum(m.weight_params for m in linear_modules)
-    rest = n_frozen - linear_weights  # embeddings, lm_head, norms, biases stay 16-bit
+        return n_frozen * dense_bytes + extra
+    # bitsandbytes replaces nn.Linear (and Conv1D) modules only (transformers 5.6
+    # integrations/bitsandbytes.py:184): the fused 3-D experts and the routers stay 16-bit.
+    kinds = model.layer_kinds()
+    linear_weights = sum(n * sum(m.weight_params for m in model.linear_modules(kind)) for kind, n in kinds)
+    rest = n_frozen - linear_weights  # embeddings, lm_head, norms, biases, experts stay 16-bit
     if config.bits == 8:
-        row_scales = model.num_layers * sum(m.out_features * m.count for m in linear_modules)
-        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES + upcast
+        row_scales = sum(n * sum(m.out_features * m.count for m in model.linear_modules(kind)) for kind, n in kinds)
+        return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES + extra
     # NF4 with double quantization (LLaMA-Factory `double_quantization: true` default)
     blocks = linear_weights / NF4_BLOCK
     constants = blocks * 1 + (blocks / NF4_DOUBLE_QUANT_BLOCK) * FP32_BYTES
-    return linear_weights * 0.5 + constants + rest * HALF_BYTES + upcast
+    return linear_weights * 0.5 + constants + rest * HALF_BYTES + extra
+
+
+def fp32_kept_extra_bytes(model: ModelSpec, config: TrainConfig) -> float:
+    """Frozen tensors transformers keeps in fp32 whatever the load dtype: DeepSeek's and GLM-4.5's
+    router weights (`_keep_in_fp32_modules_strict`, modeling_deepseek_v3.py:551, glm4_moe :460;
+    trainable, hence counted elsewhere, under full fine-tuning) and the sigmoid routers'
+    `e_score_correction_bias` buffers [E] (on the GPU in every method)."""
+    if not model.is_moe:
+        return 0.0
+    moe_layers = sum(n for kind, n in model.layer_kinds() if kind.moe)
+    extra = 0.0
+    if model.router_fp32 and config.method != Method.full and config.precision != Precision.fp32:
+        extra += (FP32_BYTES - HALF_BYTES) * moe_layers * model.router_params()
+    if model.router_scoring == RouterScoring.sigmoid:
+        extra += FP32_BYTES * model.num_experts * moe_layers
+    return extra
+
+
+def frozen_part_bytes(model: ModelSpec, config: TrainConfig) -> dict[Term, float]:
+    """The named parts of the frozen weights on one unsharded GPU: every routed expert (16-bit:
+    bitsandbytes does not quantize them) and a multimodal model's vision tower."""
+    parts: dict[Term, float] = {}
+    dense_bytes = FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
+    if model.is_moe and config.method != Method.full:
+        frozen_layers = model.num_layers - (min(config.freeze_layers, model.num_layers)
+                                            if config.method == Method.freeze else 0)
+        experts = 0
+        for run in model.runs():  # the first layers are the frozen ones under freeze
+            take = min(run.count, frozen_layers)
+            experts += take * model.expert_params(run.kind)
+            frozen_layers -= take
+        if experts:
+            parts[Term.expert_weights] = experts * dense_bytes
+    if model.vision_params:
+        parts[Term.vision_weights] = model.vision_params * dense_bytes
+    return parts
 
 
 def optimizer_state_bytes_each(model: ModelSpec, config: TrainConfig) -> float:
@@ -144,6 +185,7 @@ class ModelStates:
     comm_buffers: float  # DDP buckets / DeepSpeed reduce bucket
     zero3_gathered: float  # ZeRO-3: one gathered layer (params + grads), DeepSpeed's estimator
     host_ram: float  # host RAM per node for offloaded states
+    weight_parts: dict = field(default_factory=dict)  # named parts of `weights` (Term -> bytes on this GPU)
 
 
 def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> ModelStates:
@@ -162,7 +204,7 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
         ddp_buckets = grads if n > 1 else 0.0
         return ModelStates(weights=base, trainable_params=p_train * param_each, gradients=grads,
                            optimizer_states=states, comm_buffers=ddp_buckets,
-                           zero3_gathered=0.0, host_ram=0.0)
+                           zero3_gathered=0.0, host_ram=0.0, weight_parts=frozen_part_bytes(model, config))
 
     # DeepSpeed: 16-bit module params and grads; fp32 master + fp32 grads + states, sharded.
     stage = config.zero_stage
@@ -184,7 +226,7 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
         host = p_train * host_each * DEEPSPEED_HOST_BUFFER_FACTOR if offload_opt else 0.0
         return ModelStates(weights=base, trainable_params=params16, gradients=grads_on_gpu,
                            optimizer_states=gpu_fp32, comm_buffers=reduce_bucket,
-                           zero3_gathered=0.0, host_ram=host)
+                           zero3_gathered=0.0, host_ram=host, weight_parts=frozen_part_bytes(model, config))
     # Stage 3: everything sharded; one module gathered at a time. deepspeed 0.19.8
     # estimate_zero3_model_states_mem_needs with zero.Init (the HF integration loads ZeRO-3 models
     # under it): GPU largest + 18P/n (fitplan adds the 16-bit gradient partition, 2P/n, which
@@ -198,10 +240,12 @@ def model_states(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> M
     else:
         params_gpu, base_gpu = params16 / n, base / n
         host = (p_train * 16 / nodes * DEEPSPEED_HOST_BUFFER_FACTOR) if offload_opt else 0.0
+    share = 0.0 if offload_params else 1 / n
     return ModelStates(weights=base_gpu, trainable_params=params_gpu,
                        gradients=0.0 if offload_opt else grads16 / n,
                        optimizer_states=0.0 if offload_opt else fp32_side / n,
-                       comm_buffers=reduce_bucket, zero3_gathered=gathered, host_ram=host)
+                       comm_buffers=reduce_bucket, zero3_gathered=gathered, host_ram=host,
+                       weight_parts={t: b * share for t, b in frozen_part_bytes(model, config).items()})
 
 
 def optimizer_step_temporary_bytes(model: ModelSpec, config: TrainConfig) -> float:

@@ -67,6 +67,18 @@ class Term(str, Enum):
     fused_loss_vectors = "fused_loss_vectors"
     fused_loss_weight_gradient = "fused_loss_weight_gradient"
     fused_loss_weight_cast = "fused_loss_weight_cast"
+    # parts of the terms above that MoE and multimodal models bring (memory/moe.py): each is
+    # reported inside its parent term and named on its own in `terms_gib` / the explanation
+    expert_weights = "expert_weights"  # every routed expert's weights (part of weights)
+    vision_weights = "vision_weights"  # the frozen vision tower and projector (part of weights)
+    router_activations = "router_activations"  # router probabilities, top-k indices and weights
+    routed_activations = "routed_activations"  # what the expert GEMMs save for the top-k rows
+    shared_expert_activations = "shared_expert_activations"
+    moe_backward_working_set = "moe_backward_working_set"  # one MoE block's backward temporaries
+    aux_loss_logits = "aux_loss_logits"  # router logits kept for the load-balancing loss
+    zero3_gathered_moe_block = "zero3_gathered_moe_block"  # ZeRO-3 gathers a whole MoE block (all experts)
+    # the load, before step 1 (memory/load.py)
+    weights_loaded_whole = "weights_loaded_whole"
     # beyond tensors (memory/overheads.py)
     allocator_reserve = "allocator_reserve"
     cuda_context = "cuda_context"
@@ -76,14 +88,14 @@ class Term(str, Enum):
     @property
     def label(self) -> str:
         """The words every report prints for this term."""
-        return _LABELS[self.reported_as]
+        return _LABELS.get(self) or _LABELS[self.reported_as]
 
     @property
     def reported_as(self) -> "Term":
-        """The term this one is summed into in reports (itself, `transient` or `logits_loss`)."""
-        if self in _REPORTED_AS:
-            return _REPORTED_AS[self]
-        return Term.transient if self in _TRANSIENT_CAUSES else self
+        """The term this one is summed into in reports (itself, `transient`, or its parent)."""
+        if self in _TRANSIENT_CAUSES:
+            return Term.transient
+        return _PARTS.get(self, self)
 
     @property
     def detail_label(self) -> str:
@@ -97,13 +109,21 @@ class Term(str, Enum):
 
 
 _TRANSIENT_CAUSES = frozenset({Term.dequant_buffer, Term.backward_working_set, Term.embedding_gradient,
-                               Term.optimizer_temporaries, Term.dora_weight_norm})
+                               Term.optimizer_temporaries, Term.dora_weight_norm, Term.moe_backward_working_set})
 
-# Parts reported under another term: the trace sees lm_head's gradient, once AccumulateGrad has
-# it, as a gradient, and autocast's cast of lm_head's weight as a weight copy.
-_REPORTED_AS = {Term.fused_loss_grad_input: Term.logits_loss, Term.fused_loss_logits_chunk: Term.logits_loss,
-                Term.fused_loss_vectors: Term.logits_loss, Term.fused_loss_weight_gradient: Term.gradients,
-                Term.fused_loss_weight_cast: Term.autocast_weight_copies}
+# Parts reported inside their parent term. MoE and multimodal parts (memory/moe.py) are also
+# shown on their own line under the parent (PART_TERMS); Liger's fused-loss parts (memory/liger.py)
+# are shown by the lever report: the trace sees lm_head's gradient, once AccumulateGrad has it, as
+# a gradient, and autocast's cast of lm_head's weight as a weight copy.
+_MOE_PARTS = {Term.expert_weights: Term.weights, Term.vision_weights: Term.weights,
+              Term.router_activations: Term.activations, Term.routed_activations: Term.activations,
+              Term.shared_expert_activations: Term.activations, Term.aux_loss_logits: Term.logits_loss,
+              Term.zero3_gathered_moe_block: Term.zero3_gathered_layer}
+_FUSED_LOSS_PARTS = {Term.fused_loss_grad_input: Term.logits_loss, Term.fused_loss_logits_chunk: Term.logits_loss,
+                     Term.fused_loss_vectors: Term.logits_loss, Term.fused_loss_weight_gradient: Term.gradients,
+                     Term.fused_loss_weight_cast: Term.autocast_weight_copies}
+_PARTS = {**_MOE_PARTS, **_FUSED_LOSS_PARTS}
+PART_TERMS = frozenset(term.value for term in _MOE_PARTS)  # shown under their parent term in reports
 
 LIGER_FLCE = "liger-kernel 0.8.5 ops/fused_linear_cross_entropy.py"
 _DETAIL_LABELS = {
@@ -146,6 +166,15 @@ _LABELS = {
     Term.cuda_context: "CUDA context",
     Term.kernel_workspaces: "kernel workspaces",
     Term.nccl_buffers: "NCCL buffers",
+    Term.expert_weights: "all experts' weights",
+    Term.vision_weights: "frozen vision tower",
+    Term.router_activations: "router probs + top-k",
+    Term.routed_activations: "routed-expert activations",
+    Term.shared_expert_activations: "shared-expert activations",
+    Term.moe_backward_working_set: "MoE backward temporaries",
+    Term.aux_loss_logits: "aux-loss router logits",
+    Term.zero3_gathered_moe_block: "ZeRO-3 gathered MoE block",
+    Term.weights_loaded_whole: "weights loaded whole",
 }
 
 
@@ -171,8 +200,9 @@ class Moment:
             result = result + term
         return result
 
-    def detail_at(self, micro_batch: int) -> dict[str, int]:
-        """Bytes of each term itself (causes and parts not summed), in the moment's order."""
+    def term_bytes_at(self, micro_batch: int) -> dict[str, int]:
+        """Bytes of every named term, causes and parts not summed into their parents, in the
+        moment's order."""
         return {term.value: value.at(micro_batch) for term, value in self.terms.items()}
 
     def bytes_at(self, micro_batch: int) -> dict[str, int]:

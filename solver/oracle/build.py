@@ -17,6 +17,7 @@ from ..problem.config import TrainConfig
 from ..problem.knobs import Attention, Method, Precision
 from ..specs.liger_kernels import liger_kernels
 from ..specs.model import Family, ModelSpec
+from . import families
 
 # Remote-code families have no class in transformers. Each maps onto an in-library class whose
 # tensors have the same shapes; the LoRA target names map onto that class's module names.
@@ -174,15 +175,19 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
     import transformers as tf
 
     notes: list[str] = []
-    hf_config = _hf_config(spec, notes)
-    attn = attention_implementation(spec, config, notes)
     dtype = compute_dtype(config)
-    with torch.device("meta"):
-        # Gemma-2 declares no sdpa support; its fa2 run is traced with the flash-footprint kernel.
-        build_attn = "eager" if spec.model_type == "gemma2" else attn
-        model = tf.AutoModelForCausalLM.from_config(hf_config, dtype=dtype, attn_implementation=build_attn)
-    if attn != build_attn:
-        model.config._attn_implementation = _register_flash_footprint_attention()
+    modern = spec.model_type in families.MODERN_TYPES
+    if modern:
+        model, attn = families.build(spec, config, dtype, notes)
+    else:
+        hf_config = _hf_config(spec, notes)
+        attn = attention_implementation(spec, config, notes)
+        with torch.device("meta"):
+            # Gemma-2 declares no sdpa support; its fa2 run is traced with the flash-footprint kernel.
+            build_attn = "eager" if spec.model_type == "gemma2" else attn
+            model = tf.AutoModelForCausalLM.from_config(hf_config, dtype=dtype, attn_implementation=build_attn)
+        if attn != build_attn:
+            model.config._attn_implementation = _register_flash_footprint_attention()
     inner = model.model
     lm_head = model.get_output_embeddings()
     if spec.family in (Family.qwen, Family.baichuan):
@@ -224,12 +229,12 @@ def build_model(spec: ModelSpec, config: TrainConfig) -> BuiltModel:
     if config.method in (Method.lora, Method.qlora):
         import peft
 
-        targets = lora_target_names(spec, config)
+        targets = families.lora_targets(model, spec, config) if modern else lora_target_names(spec, config)
         lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                                target_modules=targets, bias="none", task_type="CAUSAL_LM",
                                use_dora=config.dora, use_rslora=config.rslora)
-        with warnings.catch_warnings():  # peft reads the deprecated is_gradient_checkpointing
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings(), families.peft_as_llamafactory_pins() if modern else families.nullcontext():
+            warnings.simplefilter("ignore", FutureWarning)  # peft reads the deprecated is_gradient_checkpointing
             model = peft.get_peft_model(model, lora)
         if config.method == Method.qlora:
             notes.append(f"qlora traced as LoRA on a 16-bit base: bitsandbytes {config.bits}-bit kernels "

@@ -45,7 +45,9 @@ TRACE_CANNOT_SEE = (
     "bitsandbytes 4/8-bit kernels (QLoRA is traced with a 16-bit base) and 8-bit optimizers",
     "Liger's Triton kernels themselves (their allocation pattern is traced: solver/oracle/liger.py), "
     "torch.compile and other custom kernels",
-    "data-dependent memory: padding, packing, MoE routing (fakes carry no values)",
+    "data-dependent memory: padding, packing (fakes carry no values; MoE routing changes nothing under "
+    "transformers' grouped_mm, which keeps tokens x top-k rows whatever the routing)",
+    "flash-linear-attention and other Triton kernels (Qwen3-Next's linear attention is not modelled)",
 )
 
 

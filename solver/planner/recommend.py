@@ -12,7 +12,8 @@ How a query runs (docs/architecture.md draws it):
    lower ZeRO stage, more headroom; else the faster); the plan is
    re-evaluated by `estimate`, exactly as `fitplan estimate` would.
 4. When nothing fits, `explain` names the binding constraint and the smallest changes that fit
-   (`questions`: longest sequence, fewest GPUs, a pin dropped).
+   (`questions`: longest sequence, fewest GPUs, a pin dropped). For a mixture-of-experts plan,
+   `plan_explanation` says which MoE term binds it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..problem.answers import Recommendation
 from ..problem.instance import Instance
 from ..problem.settings import SolverSettings
 from .explain import explain
+from .plan_explanation import explain_plan
 from .solve import answer_with_candidates
 
 
@@ -32,4 +34,6 @@ def recommend(instance: Instance, settings: SolverSettings | None = None, *,
     answer, candidates = answer_with_candidates(instance, settings)
     if answer.plan is None and explain_failure:
         return answer.model_copy(update={"explanation": explain(instance, settings, candidates)})
+    if answer.estimate is not None and instance.model.is_moe:
+        return answer.model_copy(update={"plan_explanation": explain_plan(instance.model, answer.estimate)})
     return answer

@@ -42,13 +42,16 @@ from ..problem.knobs import (
 )
 from ..problem.rules import (
     attention_allowed,
+    attention_length_problem,
     bits_allowed,
     combination_problems,
+    fp32_experts_problem,
     liger_allowed,
     memory_optimizer_problems,
     precision_allowed,
     split_problems,
     undocumented_problems,
+    zero_stage_problem,
 )
 from ..specs.gpu import GpuSet
 from ..specs.liger_kernels import liger_kernels
@@ -114,6 +117,8 @@ class SearchSpace:
     packings: tuple[bool, ...] = (False,)
     memory_optimizers: tuple[MemoryOptimizer, ...] = (MemoryOptimizer.none,)
     fixed_levers: tuple[tuple[str, object], ...] = ()  # pinned levers the search does not vary
+    # (method, ZeRO stage, precision) the model cannot run (problem/rules.py fp32_experts_problem)
+    excluded: tuple[tuple[Method, int, Precision], ...] = ()
 
     @property
     def seq_len(self) -> int:
@@ -149,7 +154,8 @@ class SearchSpace:
                                         for liger, packing, memory in self._lever_values(method):
                                             knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
                                                           precision, n, liger, packing, memory)
-                                            if combination_allowed(knobs, dict(self.fixed_levers)):
+                                            if combination_allowed(knobs, dict(self.fixed_levers)) and (
+                                                    (method, stage, precision) not in self.excluded):
                                                 result.append(knobs)
         return result
 
@@ -270,13 +276,15 @@ def search_space(instance: Instance, with_memory_optimizers: bool = False) -> Se
     ckpt = (pins.grad_ckpt,) if pins.grad_ckpt is not None else (False, True)
     if pins.attn is not None:
         attns = (pins.attn,)
-    elif attention_allowed(gpus, Attention.fa2):
+    elif attention_allowed(gpus, Attention.fa2) and not attention_length_problem(
+            instance.model, Attention.fa2, instance.workload.seq_len):
         attns = (Attention.fa2,)
     else:
         attns = (Attention.eager,) if sdpa_drops_softcapping(instance.model, Attention.sdpa) else (Attention.sdpa,)
     zero_offloads = tuple((s, o) for s, o in FREE_ZERO_OFFLOAD
                           if (pins.zero_stage is None or s == pins.zero_stage)
-                          and (pins.offload is None or o == pins.offload))
+                          and (pins.offload is None or o == pins.offload)
+                          and not zero_stage_problem(instance.model, s))
     if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
@@ -306,6 +314,9 @@ def search_space(instance: Instance, with_memory_optimizers: bool = False) -> Se
     else:
         memories = (MemoryOptimizer.none,)
     fixed = {k: v for k, v in pins.pinned().items() if k in FIXED_LEVERS}
+    excluded = tuple((method, stage, precision) for method, _ in methods for stage, _ in zero_offloads
+                     for precision in precisions
+                     if fp32_experts_problem(instance.model, gpus, method=method, precision=precision, zero_stage=stage))
     return SearchSpace(
         methods=tuple(methods), lora_ranks=ranks, grad_ckpt=ckpt, attns=attns, zero_offloads=zero_offloads,
         optims=optims, precisions=precisions, splits=splits, global_batch=global_batch,
@@ -313,4 +324,5 @@ def search_space(instance: Instance, with_memory_optimizers: bool = False) -> Se
         lora_targets=pins.lora_targets or ("all",),
         freeze_layers=pins.freeze_layers or LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
         ligers=ligers, packings=packings, memory_optimizers=memories, fixed_levers=tuple(sorted(fixed.items())),
+        excluded=excluded,
     )

@@ -98,6 +98,10 @@ class Estimate(BaseModel):
     fits: bool
     notes: list[str]
     levers: list[LeverEffect] = Field(default_factory=list)
+    active_params: int | None = None  # parameters one token uses (MoE: top-k experts); total for dense models
+    active_params_excluding_embedding: int | None = None  # the same without the input embedding (OpenAI's, DeepSeek's convention)
+    term_bytes: dict[str, int] = Field(default_factory=dict)  # every named term at the peak, parts unsummed
+    layers: str = ""  # the layer kinds with their counts ("1 dense + 26 MoE layers")
 
     @property
     def headroom_bytes(self) -> int:
@@ -123,7 +127,11 @@ class Estimate(BaseModel):
             "moments": [m.model_dump() for m in self.moments],
             "host_ram_gib": to_gib(self.host_ram_bytes),
             "total_params": self.total_params,
+            "active_params": self.active_params if self.active_params is not None else self.total_params,
+            "active_params_excluding_embedding": self.active_params_excluding_embedding,
             "trainable_params": self.trainable_params,
+            "layers": self.layers,
+            "terms_gib": {k: to_gib(v) for k, v in self.term_bytes.items() if v},
             "notes": self.notes,
             **({"levers": [e.to_json_dict() for e in self.levers]} if self.levers else {}),
         }
@@ -150,6 +158,20 @@ class Explanation(BaseModel):
             "min_gpus": self.min_gpus,
             "suggestions": self.suggestions,
         }
+
+
+class PlanExplanation(BaseModel):
+    """Why the plan is what it is, for a mixture-of-experts model: the term that binds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    binding: Literal["expert_weights", "routed_activations", "load"]
+    line: str  # the words every report prints
+    term_bytes: dict[str, int] = Field(default_factory=dict)  # the MoE terms compared, per GPU
+
+    def to_json_dict(self) -> dict:
+        return {"binding": self.binding, "line": self.line,
+                "terms_gib": {k: to_gib(v) for k, v in self.term_bytes.items()}}
 
 
 class RunnerUp(BaseModel):
@@ -180,6 +202,7 @@ class Recommendation(BaseModel):
     global_batch: int | None = None
     runners_up: list[RunnerUp] = Field(default_factory=list)
     explanation: Explanation | None = None
+    plan_explanation: PlanExplanation | None = None  # MoE: which term binds the plan, in words
     headroom_fraction: float
     memory_budget_bytes: int
     host_ram_limit_bytes: int
@@ -220,6 +243,7 @@ class Recommendation(BaseModel):
                             "step_time_s": round(r.step_time_s, 4) if known else None, "peak_gib": to_gib(r.peak_bytes)}
                            for r in self.runners_up],
             "explanation": self.explanation.to_json_dict() if self.explanation else None,
+            "plan_explanation": self.plan_explanation.to_json_dict() if self.plan_explanation else None,
         }
 
 

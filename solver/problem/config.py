@@ -63,6 +63,11 @@ class TrainConfig(BaseModel):
     projection_rank: int = Field(default=LLAMAFACTORY_DEFAULT_PROJECTION_RANK, ge=1)  # galore_rank / apollo_rank
     upcast_layernorm: bool = False
     upcast_lmhead_output: bool = False
+    # MoE (memory/moe.py): tokens routed to the busiest expert over the mean. transformers'
+    # grouped_mm stores exactly tokens x top-k rows whatever the routing, so 1.0 is exact there;
+    # a larger value is a margin the user states. LLaMA-Factory `moe_aux_loss_coef` (None = off).
+    capacity_factor: float = Field(default=1.0, ge=1.0)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)
 
     @field_validator("bits")
     @classmethod
@@ -121,13 +126,12 @@ def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]
     as lines a user can act on."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn, bits=config.bits,
                                        n_gpus=config.n_gpus, liger=config.liger)
-    if config.uses_lora:
-        problems += rules.model_problems(model, method=config.method, lora_rank=config.lora_rank,
-                                         lora_targets=config.lora_targets)
-    if config.method == Method.freeze:
-        problems += rules.model_problems(model, method=config.method, freeze_layers=config.freeze_layers)
-    if config.method == Method.full:
-        problems += rules.model_problems(model, method=config.method)
+    problems += rules.model_problems(
+        model, method=config.method,
+        lora_rank=config.lora_rank if config.uses_lora else None,
+        lora_targets=config.lora_targets if config.uses_lora else None,
+        freeze_layers=config.freeze_layers if config.method == Method.freeze else None,
+        zero_stage=config.zero_stage, attn=config.attn, seq_len=config.seq_len, precision=config.precision, gpus=gpus)
     problems += rules.prequantized_problems(model, zero_stage=config.zero_stage)
     return problems
 

@@ -63,11 +63,18 @@ class Workload(BaseModel):
     # The recommender may propose packing (a throughput lever that changes what a step trains on,
     # so never without the user's leave: --allow-packing).
     allow_packing: bool = False
+    capacity_factor: float = Field(default=1.0, ge=1.0)  # MoE routing margin (TrainConfig.capacity_factor)
+    moe_aux_loss_coef: float | None = Field(default=None, gt=0)  # LLaMA-Factory moe_aux_loss_coef, decided by the user
 
     def data_shape(self) -> dict:
         """The TrainConfig fields that describe the data rather than a knob."""
-        return {"seq_len": self.seq_len, "packing": self.packing or self.neat_packing,
-                "mean_sample_len": self.mean_sample_len, "neat_packing": self.neat_packing}
+        shape = {"seq_len": self.seq_len, "packing": self.packing or self.neat_packing,
+                 "mean_sample_len": self.mean_sample_len, "neat_packing": self.neat_packing}
+        if self.capacity_factor != 1.0:
+            shape["capacity_factor"] = self.capacity_factor
+        if self.moe_aux_loss_coef is not None:
+            shape["moe_aux_loss_coef"] = self.moe_aux_loss_coef
+        return shape
 
 
 class Instance(BaseModel):
@@ -131,7 +138,8 @@ def check_pins(instance: Instance) -> None:
     pins, gpus = instance.pins, instance.gpus
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
                                        n_gpus=pins.n_gpus, liger=pins.liger)
-    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
+    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank, zero_stage=pins.zero_stage,
+                                     attn=pins.attn, seq_len=instance.workload.seq_len)
     problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
                                             zero_stage=pins.zero_stage)
     if problems:

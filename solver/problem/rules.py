@@ -242,16 +242,63 @@ def prequantized_problems(model: ModelSpec, *, method: Method | None = None,
         problems.append("DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized models (LLaMA-Factory): "
                         "use --zero 0, 1 or 2")
     return problems
+def zero_stage_problem(model: ModelSpec, zero_stage: int | None) -> str | None:
+    """LLaMA-Factory 0.9.5 registers DeepSeek-V2's ZeRO-3 leaf module by the remote-code class name
+    "DeepseekV2MoE" (model/model_utils/moe.py:57-59), but transformers 5's own class is
+    `DeepseekV2Moe` (models/deepseek_v2/modeling_deepseek_v2.py:85 in 5.6), and DeepSpeed 0.19.8
+    raises when no module matches (deepspeed/utils/z3_leaf_module.py:83-84, raise_if_not_found
+    defaults to True). Run in /work/main/.lfvenv on a tiny DeepseekV2 model: ValueError "No modules
+    of type ['DeepseekV2MoE'] found"."""
+    if zero_stage == 3 and model.model_type == "deepseek_v2":
+        return ("DeepSeek-V2 cannot run ZeRO-3 under LLaMA-Factory 0.9.5: it registers the MoE leaf module as "
+                "'DeepseekV2MoE' (model/model_utils/moe.py:57-59) but transformers names it DeepseekV2Moe, so "
+                "DeepSpeed raises 'No modules of type ['DeepseekV2MoE'] found' at load: use --zero 2")
+    return None
+
+
+def attention_length_problem(model: ModelSpec, attn: Attention | None, seq_len: int | None) -> str | None:
+    """transformers refuses FlashAttention on Llama-4's chunked layers past the chunk size
+    (masking_utils.py:1422-1427, create_chunked_causal_mask)."""
+    chunk = model.attention_chunk_size
+    if attn == Attention.fa2 and chunk and seq_len is not None and seq_len > chunk:
+        return (f"FlashAttention cannot run {model.name}'s chunked attention beyond attention_chunk_size {chunk} "
+                f"(transformers masking_utils.create_chunked_causal_mask): use --attn sdpa or --seq-len <= {chunk}")
+    return None
+
+
+def fp32_experts_problem(model: ModelSpec, gpus: GpuSet | None, *, method: Method | None,
+                         precision: Precision | None, zero_stage: int | None) -> str | None:
+    """Full fine-tuning of a transformers-5 MoE under AMP without DeepSpeed runs the experts' grouped
+    GEMM in fp32: LLaMA-Factory upcasts trainable parameters to fp32 (model/adapter.py) and
+    transformers casts the input to the weight's dtype (integrations/moe.py:378-381). On CUDA
+    (compute capability >= 8.0, where transformers uses grouped_mm, moe.py:302-350) torch 2.13
+    documents bf16 inputs only (torch/nn/functional.py:7104-7112, "expected to be torch.bfloat16
+    values on CUDA"), and its meta kernel, which mirrors the CUDA checks, rejects fp32
+    (_meta_registrations.py:8611-8648). Llama-4's experts run a bmm, not grouped_mm."""
+    if not model.is_moe or model.model_type in ("llama4", "llama4_text") or method != Method.full:
+        return None
+    if precision not in (Precision.bf16, Precision.fp16, Precision.fp32) or zero_stage:
+        return None
+    if gpus is not None and (gpus.gpu.compute_capability_major or 8) < 8:
+        return None  # transformers' loop fallback runs any dtype (AMD and budgets: the CUDA-class path)
+    return (f"full fine-tuning {model.name} with {precision.value if precision else 'AMP'} and no DeepSpeed keeps "
+            "its experts in fp32, and torch's grouped_mm takes bf16 only on CUDA: use --precision pure_bf16 "
+            "or --zero 2")
 
 
 def model_problems(model: ModelSpec, *, method: Method | None = None, lora_rank: int | None = None,
-                   lora_targets: tuple[str, ...] | None = None, freeze_layers: int | None = None) -> list[str]:
+                   lora_targets: tuple[str, ...] | None = None, freeze_layers: int | None = None,
+                   zero_stage: int | None = None, attn: Attention | None = None, seq_len: int | None = None,
+                   precision: Precision | None = None, gpus: GpuSet | None = None) -> list[str]:
     """Every reason these knob values (None = not asked) do not fit the model's architecture."""
     uses_lora = method in (Method.lora, Method.qlora) or method is None
     problems = prequantized_problems(model, method=method)
+    problems += [p for p in (zero_stage_problem(model, zero_stage), attention_length_problem(model, attn, seq_len),
+                             fp32_experts_problem(model, gpus, method=method, precision=precision,
+                                                  zero_stage=zero_stage)) if p]
     if uses_lora and lora_rank is not None and lora_rank > model.hidden_size:
         problems.append(f"LoRA rank {lora_rank} exceeds the hidden size {model.hidden_size} of {model.name}")
-    if uses_lora and lora_targets is not None and not model.modules_matching(lora_targets):
+    if uses_lora and lora_targets is not None and not model.any_module_matches(lora_targets):
         names = ", ".join(model.linear_module_names())
         problems.append(f"no LoRA target of {model.name} matches {','.join(lora_targets)}: choose from all, {names}")
     if method == Method.freeze and freeze_layers is not None and freeze_layers > model.num_layers:

@@ -17,13 +17,22 @@ backward for weight and input gradients, +2N when activations are recomputed):
 - LoRA adapters pay 6 x r x (d_in + d_out) per targeted linear;
 - attention scores and values: 4 x s x q_dim per token per layer forward (x 0.5 for causal fused
   kernels), twice that backward, once more when recomputed.
+
+Mixture of experts (transformers 5 under LLaMA-Factory 0.9.5): the FLOPs are those of the
+active parameters: the router, the shared expert and top-k routed experts per token (Llama-4:
+every expert, its Llama4TextMoe runs all experts on every token, modeling_llama4.py:166-175).
+The expert weights set the memory traffic: each pass reads every expert's weights, so a grouped
+GEMM takes the longer of its FLOPs and that read (`expert_weights_s`). LLaMA-Factory's HF backend
+has no expert parallelism: every GPU holds (or ZeRO-3 gathers) all experts, so there is no
+all-to-all; ZeRO-3's all-gather moves every expert. Sums go over the layer kinds (dense/MoE,
+windowed attention), never over every layer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..memory.params import lora_params_per_layer, lora_targets, trainable_params
+from ..memory.params import lora_params, lora_targets, trainable_params
 from ..memory.states import frozen_base_bytes
 from ..problem.config import TrainConfig
 from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Attention, Method, Offload, Optimizer, Precision
@@ -47,11 +56,12 @@ class StepTime:
     tokens_per_step: int  # tokens of one optimizer step over all GPUs
     adapters_s: float = 0.0  # LoRA adapters' elementwise work on their inputs (memory-bound)
     fused_kernels_s: float = 0.0  # <= 0: DRAM traffic Liger's fused kernels remove (speed/levers.py)
+    expert_weights_s: float = 0.0  # MoE: reading all experts' weights beyond their GEMMs' FLOPs time
 
     @property
     def step_time_s(self) -> float:
         return (self.compute_s + self.overhead_s + self.dequant_s + self.communication_s + self.offload_s
-                + self.optimizer_s + self.adapters_s + self.fused_kernels_s)
+                + self.optimizer_s + self.adapters_s + self.fused_kernels_s + self.expert_weights_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -62,6 +72,8 @@ class StepTime:
         causes = {"compute": self.compute_s, "launch_overhead": self.overhead_s, "dequantisation": self.dequant_s,
                   "adapters": self.adapters_s, "communication": self.communication_s, "offload": self.offload_s,
                   "optimizer": self.optimizer_s}
+        if self.expert_weights_s:
+            causes["expert_weight_reads"] = self.expert_weights_s  # MoE: all experts read per pass
         if self.fused_kernels_s:
             causes["fused_kernels"] = self.fused_kernels_s  # negative: time Liger saves
         return causes
@@ -72,24 +84,34 @@ class _ModelShape:
     """The few numbers of a model the speed model reads, computed once per model."""
 
     num_layers: int
-    layer_matmul_params: int  # active linear weights of one layer
+    layer_matmul_params: float  # active weights one token multiplies in a layer, mean over the layers
     lm_head_matmul_params: int  # logits projection (tied or not, the matmul runs)
-    q_dim: int
+    q_dim: float  # attention width: (q/k + v) / 2 per head x heads (MLA's v heads are narrower)
     linear_weights_total: int  # all layers' linear weights (what bitsandbytes quantises)
+    expert_matmul_params: float = 0.0  # routed-expert weights one token multiplies, summed over layers
+    expert_weights_total: int = 0  # every routed expert's weights, all layers
 
 
 def _shape_of(model: ModelSpec) -> _ModelShape:
-    modules = model.linear_modules()
-    active = 0
-    for m in modules:
-        copies = model.experts_per_token if m.count > 1 else 1
-        active += m.in_features * m.out_features * copies
+    active = 0.0
+    linear_total = 0
+    experts_run = 0.0
+    for kind, count in model.layer_kinds():
+        modules = model.linear_modules(kind)
+        layer = sum(m.in_features * m.out_features * m.count for m in modules) + model.router_params(kind)
+        if kind.moe:
+            per_expert = model.expert_params(kind) / model.num_experts
+            experts_run += count * per_expert * model.experts_run_per_token()
+        active += count * layer
+        linear_total += count * sum(m.weight_params for m in modules)
     return _ModelShape(
         num_layers=model.num_layers,
-        layer_matmul_params=active,
+        layer_matmul_params=(active + experts_run) / model.num_layers,
         lm_head_matmul_params=model.vocab_size * model.hidden_size,
-        q_dim=model.q_dim,
-        linear_weights_total=model.num_layers * sum(m.weight_params for m in modules),
+        q_dim=(model.q_dim + model.attn_out_dim) / 2,
+        linear_weights_total=linear_total,
+        expert_matmul_params=experts_run,
+        expert_weights_total=model.expert_params_total(),
     )
 
 
@@ -164,11 +186,23 @@ def _layer_backward_kinds(config: TrainConfig, num_layers: int) -> tuple[int, in
     return trained, 0, num_layers - trained
 
 
+def _mean_keys(model: ModelSpec, config: TrainConfig) -> float:
+    """Keys a query attends to, mean over the layers: FlashAttention skips the blocks outside a
+    sliding or chunked window; SDPA's masked kernel and eager compute the whole square."""
+    if config.attn != Attention.fa2:
+        return float(config.seq_len)
+    keys = 0
+    for kind, count in model.layer_kinds():
+        window = model.window_of(kind)
+        keys += count * (min(config.seq_len, window) if window else config.seq_len)
+    return keys / model.num_layers
+
+
 def flops_per_token(model: ModelSpec, config: TrainConfig) -> float:
     """Matmul FLOPs of one token through forward, backward and recompute (see module docstring)."""
     shape = model_shape(model)
     causal = K.CAUSAL_FLOP_FRACTION_EAGER if config.attn == Attention.eager else K.CAUSAL_FLOP_FRACTION_FUSED
-    attn_fwd = 4 * config.seq_len * shape.q_dim * causal
+    attn_fwd = 4 * _mean_keys(model, config) * shape.q_dim * causal
     layer_fwd = 2 * shape.layer_matmul_params + attn_fwd
     trained, grad_only, _frozen_no_grad = _layer_backward_kinds(config, shape.num_layers)
     with_grad = trained + grad_only
@@ -182,7 +216,7 @@ def flops_per_token(model: ModelSpec, config: TrainConfig) -> float:
         head_backward = 4 if config.method == Method.full else 0
     total += (2 + head_backward) * shape.lm_head_matmul_params
     if config.uses_lora:
-        total += 6 * shape.num_layers * lora_params_per_layer(model, config)
+        total += 6 * lora_params(model, config)
     return float(total)
 
 
@@ -206,10 +240,27 @@ def _adapter_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfi
     tokens x the adapted module's input width (constant: speed/constants.py)."""
     if not config.uses_lora:
         return 0.0
-    input_elements = model.num_layers * sum(m.in_features * m.count for m in lora_targets(model, config))
+    input_elements = sum(count * sum(m.in_features * m.count for m in lora_targets(model, config, kind))
+                         for kind, count in model.layer_kinds())
     traffic = (_passes_per_micro_step(config) * config.micro_batch * config.seq_len * input_elements
                * K.LORA_ELEMENTWISE_BYTES_PER_INPUT_ELEMENT)
     return traffic / _dram_bytes_per_s(gpu)
+
+
+def _expert_weight_s_per_micro_step(shape: _ModelShape, gpu: GpuSpec, config: TrainConfig,
+                                    flops_per_token: float, tokens: int, rate: float) -> float:
+    """MoE: every pass over the layers reads all experts' 16-bit weights (a grouped GEMM touches
+    every expert a token was routed to, and with thousands of tokens that is all of them); the
+    part of that read longer than the expert GEMMs' own FLOPs time is added. Passes: forward,
+    backward, and the recompute under checkpointing."""
+    if not shape.expert_weights_total:
+        return 0.0
+    passes = _passes_per_micro_step(config)
+    read_s = passes * shape.expert_weights_total * HALF_BYTES / _dram_bytes_per_s(gpu)
+    expert_share = shape.expert_matmul_params / max(shape.layer_matmul_params * shape.num_layers, 1)
+    layer_flops = flops_per_token - (2 + 4) * shape.lm_head_matmul_params
+    expert_compute_s = max(layer_flops, 0) * expert_share * tokens / rate
+    return max(0.0, read_s - expert_compute_s)
 
 
 def _grad_bytes_each(config: TrainConfig) -> int:
@@ -277,6 +328,8 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
                         + levers.dora_s_per_micro_step(model, gpu, config, rate))
     fused = -min(accum * levers.liger_saved_s_per_micro_step(model, gpu, config, tokens_micro),
                  K.LIGER_MAX_SAVED_FRACTION * (compute + overhead + adapters + dequant))
+    expert_reads = accum * _expert_weight_s_per_micro_step(shape, gpu, config, per_token.flops_per_token,
+                                                           tokens_micro, rate)
 
     p_train = per_token.trainable_params
     ring = (n - 1) / n if n > 1 else 0.0
@@ -318,4 +371,4 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     return StepTime(compute_s=compute, overhead_s=overhead, dequant_s=dequant, communication_s=communication,
                     offload_s=offload, optimizer_s=optimizer,
                     tokens_per_step=config.micro_batch * accum * n * data.real_tokens, adapters_s=adapters,
-                    fused_kernels_s=fused)
+                    fused_kernels_s=fused, expert_weights_s=expert_reads)

@@ -4,7 +4,6 @@ peak of the real Hugging Face training step, and the formula's moment for the pl
 peaked must agree term by term within 3 % (terms under 1 MiB within 192 KiB)."""
 
 import itertools
-import warnings
 
 import pytest
 
@@ -12,20 +11,13 @@ pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra: p
 pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
 pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
 
-from fitplan.solver.memory.estimate import estimate  # noqa: E402
-from fitplan.solver.memory.peak import step_moments  # noqa: E402
+from trace_compare import assert_formula_matches_trace  # noqa: E402
+
 from fitplan.solver.oracle.small_models import SMALL_MODELS  # noqa: E402
-from fitplan.solver.oracle.step import trace_training_step  # noqa: E402
 from fitplan.solver.problem.config import TrainConfig  # noqa: E402
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set  # noqa: E402
+from fitplan.solver.specs.catalog import load_model  # noqa: E402
 
 pytestmark = pytest.mark.trace
-
-GPUS = parse_gpu_set("1xA100-80G")
-MIB = 2**20
-PEAK_TOLERANCE = 0.01
-TERM_TOLERANCE = 0.03
-SMALL_TERM_ABS_BYTES = 192 * 1024
 
 # Known, documented gaps (see the issue-3 report); the formula errs on the safe side in each.
 KNOWN_GAPS = {
@@ -38,47 +30,6 @@ KNOWN_GAPS = {
     # within 4-6 % of the trace (peak within 0.3 %).
     ("mistral", "freeze", True, "eager", 128, 1), ("phi3", "freeze", True, "eager", 128, 1),
 }
-
-
-def _matching_moment(trace, model, config):
-    """The formula moment for the place the trace peaked (nearest total among candidates)."""
-    moments = {m.name: m for m in step_moments(model, config)}
-    mb = config.micro_batch
-    if trace.peak_phase == "optimizer":
-        names = ["optimizer"]
-    elif trace.peak_phase == "forward":
-        # Liger runs add the last decoder layer's forward as a moment (memory/peak.py)
-        in_layers = trace.peak_layer.startswith("layer") and "forward_last_layer" in moments
-        names = ["forward_last_layer"] if in_layers else ["forward_end"]
-    elif trace.peak_layer == "head":
-        names = ["loss"]
-    else:
-        names = [n for n in ("backward_first_layer", "backward_last_layer", "backward", "backward_end") if n in moments]
-    best = min(names, key=lambda n: abs(moments[n].total().at(mb) - trace.traced_peak_bytes))
-    return best, moments[best].bytes_at(mb)
-
-
-def assert_formula_matches_trace(model, config):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trace = trace_training_step(model, config)
-    formula = estimate(model, GPUS, config)
-    error = formula.tensor_peak_bytes / trace.traced_peak_bytes - 1
-    where = f"trace peak {trace.peak_phase}/{trace.peak_layer} ({trace.peak_op})"
-    assert abs(error) <= PEAK_TOLERANCE, (
-        f"peak: formula {formula.tensor_peak_bytes / MIB:.2f} MiB vs traced {trace.traced_peak_bytes / MIB:.2f} MiB "
-        f"({error:+.2%}); formula peak {formula.peak_moment}, {where}")
-    moment, terms = _matching_moment(trace, model, config)
-    bad = []
-    for term in sorted(set(terms) | set(trace.breakdown_bytes)):
-        f, t = terms.get(term, 0), trace.breakdown_bytes.get(term, 0)
-        if max(f, t) < MIB:
-            ok = abs(f - t) <= SMALL_TERM_ABS_BYTES
-        else:
-            ok = abs(f - t) <= TERM_TOLERANCE * max(t, 1)
-        if not ok:
-            bad.append(f"{term}: formula {f / MIB:.3f} MiB vs traced {t / MIB:.3f} MiB")
-    assert not bad, f"formula moment {moment} vs {where}: " + "; ".join(bad)
 
 
 GRID = list(itertools.product(SMALL_MODELS, ["full", "freeze", "lora"], [True, False], ["eager", "sdpa"],
