@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 # the same importorskips, tolerances and GPU as the formula-vs-trace grid (tests on the path by pytest)
-from test_trace_vs_formula import GPUS, MIB, PEAK_TOLERANCE, SMALL_TERM_ABS_BYTES, TERM_TOLERANCE  # noqa: E402
+from trace_compare import GPUS, MIB, PEAK_TOLERANCE, SMALL_TERM_ABS_BYTES, TERM_TOLERANCE  # noqa: E402
 
 from fitplan.solver.memory.estimate import estimate  # noqa: E402
 from fitplan.solver.memory.peak import step_moments  # noqa: E402
