@@ -18,7 +18,7 @@ Models and GPU sets may be given as names (`"qwen2.5-7b"`, `"8xP4"`, `"2x8xH100"
 Hugging Face `config.json`) or as the objects `load_model` / `parse_gpu_set` return. Knobs are
 keyword arguments named like the command-line flags (`method`, `bits`, `lora_rank`,
 `lora_targets`, `micro_batch`, `grad_accum`, `grad_ckpt`, `attn`, `zero_stage`, `offload`,
-`optim`, `precision`, `n_gpus`); enum values may be strings (`method="qlora"`). Bad input raises
+`optim`, `precision`, `n_gpus`, `sharding`, `fsdp_strategy`, `fsdp_version`); enum values may be strings (`method="qlora"`). Bad input raises
 `fitplan.FitplanError` (a ValueError) with a one-line message.
 
 Importing `fitplan` is cheap: the solver (pydantic, OR-Tools) loads on first use.

@@ -25,7 +25,7 @@ from ..problem.knobs import Attention, Method, Precision
 from ..specs.model import Family, MlpKind, ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from .params import lora_params_per_layer, lora_targets
-from .states import uses_deepspeed
+from .states import computes_in_16bit_params
 
 RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
 LOSS_BYTES_PER_VOCAB = 12  # fp32 log_softmax output + its grad + grad input (trace-notes P6)
@@ -72,13 +72,15 @@ def compute_bytes(config: TrainConfig) -> int:
 
 
 def autocast_on(config: TrainConfig) -> bool:
-    """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it."""
-    return config.precision in (Precision.bf16, Precision.fp16) and not uses_deepspeed(config)
+    """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it; under
+    FSDP every parameter is gathered in 16 bits, so autocast has nothing to cast or cache."""
+    return config.precision in (Precision.bf16, Precision.fp16) and not computes_in_16bit_params(config)
 
 
 def stream_bytes(config: TrainConfig) -> int:
     """Bytes per element of the residual stream between layers."""
-    if config.method == Method.full and config.precision != Precision.pure_bf16 and not uses_deepspeed(config):
+    if (config.method == Method.full and config.precision != Precision.pure_bf16
+            and not computes_in_16bit_params(config)):
         return FP32_BYTES  # the trainable embedding was upcast to fp32, so the stream is fp32
     return compute_bytes(config)
 

@@ -32,6 +32,7 @@ from .activations import (
     rope_cache_bytes,
     saved_activations_per_token,
 )
+from .fsdp import fsdp_model_states, fsdp_moments, uses_fsdp
 from .params import trainable_params
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
 from .terms import ZERO, Affine, Moment, Term, fixed, per_token
@@ -90,7 +91,7 @@ def _lm_head_gradient_bytes(model: ModelSpec, config: TrainConfig, states: Model
 
 def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) -> list[Moment]:
     """Every peak candidate of one training step on one GPU."""
-    states = model_states(model, config, gpus_per_node)
+    states = (fsdp_model_states if uses_fsdp(config) else model_states)(model, config, gpus_per_node)
     seq = config.seq_len
     resident = _resident_terms(states)
     grads_fwd = _gradients_during_forward(states, config)
@@ -179,9 +180,12 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1) 
         gradients=fixed(states.gradients),
         optimizer_temporaries=fixed(optimizer_step_temporary_bytes(model, config)),
     ))
+    if uses_fsdp(config):
+        return fsdp_moments(model, config, moments, states, gpus_per_node)
     return moments
 
 
 def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
-    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py)."""
-    return int(model_states(model, config, gpus_per_node).host_ram)
+    """Host RAM per node that CPU offload needs (DeepSpeed estimator, see memory/states.py; FSDP,
+    memory/fsdp.py)."""
+    return int((fsdp_model_states if uses_fsdp(config) else model_states)(model, config, gpus_per_node).host_ram)

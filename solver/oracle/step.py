@@ -73,6 +73,7 @@ class TraceResult(BaseModel):
     micro_steps_per_step: int
     elapsed_s: float
     notes: list[str] = Field(default_factory=list)
+    world_size: int = 1  # ranks of the (fake) process group: > 1 for an FSDP trace (oracle/fsdp_step.py)
     # Only with record_events=True: the tracker's allocation log (StorageTracker.events).
     events: list[tuple] | None = Field(default=None, exclude=True)
     cannot_see: list[str] = Field(default_factory=lambda: list(TRACE_CANNOT_SEE))
@@ -245,11 +246,12 @@ def _forward_loss(hf, input_ids, amp_dtype):
     return loss
 
 
-def _install_region_hooks(built, tracker) -> list:
+def _install_region_hooks(built, tracker, *, prepend: bool = False) -> list:
     """Tells the tracker where in the model the current op runs. Decoder layers are hooked on
     their children too, because HF 5 checkpoints `forward` (not `__call__`), so only the
     children's hooks run again in the recompute (pitfall P8). Backward enters layer k when the
-    gradient of its output is computed."""
+    gradient of its output is computed. `prepend` runs the region hooks before hooks already
+    there (FSDP's pre-forward, which gathers the layer, then counts as the layer's)."""
     hooks = []
 
     def set_region(name):
@@ -257,10 +259,10 @@ def _install_region_hooks(built, tracker) -> list:
             tracker.region = name
         return hook
 
-    hooks.append(built.embed_tokens.register_forward_pre_hook(set_region("embed")))
+    hooks.append(built.embed_tokens.register_forward_pre_hook(set_region("embed"), prepend=prepend))
     for k, layer in enumerate(built.decoder_layers):
         name = f"layer {k}"
-        hooks.append(layer.register_forward_pre_hook(set_region(name)))
+        hooks.append(layer.register_forward_pre_hook(set_region(name), prepend=prepend))
         for child in layer.children():
             hooks.append(child.register_forward_pre_hook(set_region(name)))
 

@@ -18,7 +18,7 @@ from ..memory.states import optimizer_state_bytes_each
 from ..memory.terms import Affine
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
-from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Method, Offload, Optimizer, Precision
+from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, FsdpStrategy, Method, Offload, Optimizer, Precision
 from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -37,13 +37,24 @@ _METHOD_QUALITY = {Method.full: 3, Method.lora: 2, Method.qlora: 2, Method.freez
 def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
     """Larger is better: 16-bit over 8 over 4, full over LoRA over freeze, larger rank, AMP over
     pure_bf16, 32-bit AdamW over the rest, then the simpler setup (no CPU offload, the lower ZeRO
-    stage: fewer moving parts for the same speed), more headroom, then faster; the last two
+    stage or the FSDP strategy that shards as little: fewer moving parts for the same speed), more
+    headroom, then faster; the last two
     entries only make the order total (earlier combination in the search order, smaller micro
     batch)."""
     rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
     return (knobs.bits, _METHOD_QUALITY[knobs.method], rank, knobs.precision != Precision.pure_bf16,
-            knobs.optim == Optimizer.adamw, knobs.offload == Offload.none, -knobs.zero_stage,
+            knobs.optim == Optimizer.adamw, knobs.offload == Offload.none, -shard_degree(knobs),
             headroom_bytes, speed_units, -order, -split.micro_batch)
+
+
+# How much each engine shards, on ZeRO's scale: FSDP's SHARD_GRAD_OP shards what ZeRO-2 does,
+# FULL_SHARD and HYBRID_SHARD (within a node) what ZeRO-3 does, NO_SHARD nothing.
+_FSDP_DEGREE = {FsdpStrategy.no_shard: 0, FsdpStrategy.shard_grad_op: 2, FsdpStrategy.full_shard: 3,
+                FsdpStrategy.hybrid_shard: 3}
+
+
+def shard_degree(knobs: Knobs) -> int:
+    return _FSDP_DEGREE[knobs.fsdp_strategy] if knobs.fsdp_strategy is not None else knobs.zero_stage
 
 
 # ---- tables ------------------------------------------------------------------------------------

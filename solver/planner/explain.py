@@ -22,7 +22,8 @@ from .solve import solve
 FLAG_OF_PIN = {"method": "--method", "bits": "--bits", "lora_rank": "--lora-rank", "lora_targets": "--lora-target",
                "freeze_layers": "--freeze-layers", "micro_batch": "--micro-batch", "grad_accum": "--grad-accum",
                "grad_ckpt": "--grad-ckpt/--no-grad-ckpt", "attn": "--attn", "zero_stage": "--zero",
-               "offload": "--offload", "optim": "--optim", "precision": "--precision", "n_gpus": "--n-gpus"}
+               "offload": "--offload", "optim": "--optim", "precision": "--precision", "n_gpus": "--n-gpus",
+               "sharding": "--sharding", "fsdp_strategy": "--fsdp-strategy", "fsdp_version": "--fsdp-version"}
 
 
 def _memory_sentence(instance: Instance, settings: SolverSettings, candidates: Candidates

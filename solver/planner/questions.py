@@ -98,11 +98,12 @@ def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limi
 
 # Pins relaxed together, one group at a time, most harmless first: memory-only knobs, then the
 # optimizer and precision, then the method (which changes what is trained).
-RELAX_GROUPS = (("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), ("zero_stage", "offload"), ("offload",),
+_ENGINE = ("zero_stage", "offload", "sharding", "fsdp_strategy", "fsdp_version")
+RELAX_GROUPS = (("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), _ENGINE, ("offload",),
                 ("optim",), ("precision",), ("method", "bits", "lora_rank", "lora_targets", "freeze_layers"),
-                ("micro_batch", "grad_accum", "grad_ckpt", "attn", "zero_stage", "offload"),
+                ("micro_batch", "grad_accum", "grad_ckpt", "attn") + _ENGINE,
                 ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-                 "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision"))
+                 "grad_ckpt", "attn") + _ENGINE + ("optim", "precision"))
 NEAREST_FIT_TIME_LIMIT_S = 2.0
 
 

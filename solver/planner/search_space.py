@@ -11,6 +11,9 @@ is left out here is left out of both. What is left out when not pinned, and why:
   expect on Ampere+), else SDPA.
 - ZeRO-1: the memory model gives it exactly ZeRO-2's per-GPU memory (DeepSpeed's estimator
   treats stages 1 and 2 alike) and no speed advantage; ZeRO-2 stands for both.
+- FSDP: FULL_SHARD (with and without CPU offload) and SHARD_GRAD_OP, HYBRID_SHARD when a plan
+  spans nodes; FSDP1, the version LLaMA-Factory's FSDP examples run (FSDP2 only when pinned).
+  NO_SHARD only when pinned: it is DDP without DDP's buckets, and torch deprecates it.
 - fp32 precision, SGD, Adafactor and paged 8-bit AdamW: chosen by the user, not for speed.
 """
 
@@ -19,8 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..problem.config import TrainConfig
-from ..problem.instance import Instance
-from ..problem.knobs import LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, Attention, Method, Offload, Optimizer, Precision
+from ..problem.instance import Instance, pinned_sharding
+from ..problem.knobs import (
+    DEFAULT_FSDP_VERSION,
+    LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+    Attention,
+    FsdpStrategy,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+    Sharding,
+)
 from ..problem.rules import attention_allowed, bits_allowed, combination_problems, precision_allowed
 from ..specs.gpu import GpuSet
 
@@ -28,6 +41,8 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256)
 FREE_METHODS = ((Method.full, 16), (Method.lora, 16), (Method.qlora, 8), (Method.qlora, 4))
 FREE_ZERO_OFFLOAD = ((0, Offload.none), (2, Offload.none), (2, Offload.optimizer), (3, Offload.none),
                      (3, Offload.optimizer), (3, Offload.all))
+FREE_FSDP = ((FsdpStrategy.full_shard, Offload.none), (FsdpStrategy.full_shard, Offload.all),
+             (FsdpStrategy.shard_grad_op, Offload.none), (FsdpStrategy.hybrid_shard, Offload.none))
 FREE_OPTIMIZERS = (Optimizer.adamw, Optimizer.adamw_8bit)
 # Free global batch (no --global-batch, --grad-accum pinned): micro batches tried.
 FREE_MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -51,6 +66,8 @@ class Knobs:
     optim: Optimizer
     precision: Precision
     n_gpus: int
+    fsdp_strategy: FsdpStrategy | None = None  # None: DDP or DeepSpeed (zero_stage)
+    fsdp_version: int = DEFAULT_FSDP_VERSION
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,10 @@ class SearchSpace:
     data_shape: tuple[tuple[str, object], ...]  # seq_len, packing, mean_sample_len (Workload.data_shape)
     lora_targets: tuple[str, ...]
     freeze_layers: int
+    # FSDP (strategy, offload) pairs and versions; empty = FSDP not searched
+    fsdp_offloads: tuple[tuple[FsdpStrategy, Offload], ...] = ()
+    fsdp_versions: tuple[int, ...] = (DEFAULT_FSDP_VERSION,)
+    gpus_per_node: int = 0  # 0 = unknown: HYBRID_SHARD is then never searched
 
     @property
     def seq_len(self) -> int:
@@ -90,6 +111,12 @@ class SearchSpace:
     def splits_for(self, n_gpus: int) -> tuple[BatchSplit, ...]:
         return tuple(s for s in self.splits if s.n_gpus == n_gpus)
 
+    def engines(self) -> list[tuple[int, FsdpStrategy | None, int, Offload]]:
+        """(ZeRO stage, FSDP strategy, FSDP version, offload): DDP/DeepSpeed first, then FSDP."""
+        plain = [(stage, None, DEFAULT_FSDP_VERSION, offload) for stage, offload in self.zero_offloads]
+        return plain + [(0, strategy, version, offload) for strategy, offload in self.fsdp_offloads
+                        for version in self.fsdp_versions]
+
     def knob_combinations(self) -> list[Knobs]:
         """Every combination LLaMA-Factory and the hardware accept, in a fixed order."""
         result = []
@@ -97,13 +124,15 @@ class SearchSpace:
             for method, bits in self.methods:
                 ranks = self.lora_ranks if method in (Method.lora, Method.qlora) else self.lora_ranks[:1]
                 for rank in ranks:
-                    for stage, offload in self.zero_offloads:
+                    for stage, strategy, version, offload in self.engines():
+                        if strategy == FsdpStrategy.hybrid_shard and not 0 < self.gpus_per_node < n:
+                            continue  # HYBRID_SHARD needs a plan that spans nodes
                         for precision in self.precisions:
                             for optim in self.optims:
                                 for ckpt in self.grad_ckpt:
                                     for attn in self.attns:
                                         knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
-                                                      precision, n)
+                                                      precision, n, strategy, version)
                                         if combination_allowed(knobs):
                                             result.append(knobs)
         return result
@@ -115,16 +144,20 @@ class SearchSpace:
                            **dict(self.data_shape), micro_batch=split.micro_batch, grad_accum=split.grad_accum,
                            grad_ckpt=knobs.grad_ckpt, attn=knobs.attn, zero_stage=knobs.zero_stage,
                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
-                           n_gpus=knobs.n_gpus)
+                           n_gpus=knobs.n_gpus, fsdp_strategy=knobs.fsdp_strategy,
+                           fsdp_version=knobs.fsdp_version)
 
 
 def combination_allowed(knobs: Knobs) -> bool:
-    """Whether LLaMA-Factory and DeepSpeed run this combination (problem/rules.py), and whether
-    it is worth searching: DeepSpeed on one GPU only for offload (ZeRO shards nothing on one GPU)."""
-    if knobs.n_gpus == 1 and knobs.zero_stage > 0 and knobs.offload == Offload.none:
+    """Whether LLaMA-Factory, DeepSpeed and accelerate run this combination (problem/rules.py), and
+    whether it is worth searching: DeepSpeed and FSDP on one GPU only for offload (they shard
+    nothing on one GPU)."""
+    sharded = knobs.zero_stage > 0 or knobs.fsdp_strategy is not None
+    if knobs.n_gpus == 1 and sharded and knobs.offload == Offload.none:
         return False
     return not combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
-                                    offload=knobs.offload, optim=knobs.optim, precision=knobs.precision)
+                                    offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
+                                    fsdp_strategy=knobs.fsdp_strategy, fsdp_version=knobs.fsdp_version)
 
 
 def default_global_batch(gpus: GpuSet) -> int:
@@ -188,12 +221,20 @@ def search_space(instance: Instance) -> SearchSpace:
         attns = (pins.attn,)
     else:
         attns = (Attention.fa2,) if attention_allowed(gpus, Attention.fa2) else (Attention.sdpa,)
+    engine = pinned_sharding(pins.pinned())
     zero_offloads = tuple((s, o) for s, o in FREE_ZERO_OFFLOAD
                           if (pins.zero_stage is None or s == pins.zero_stage)
-                          and (pins.offload is None or o == pins.offload))
-    if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
+                          and (pins.offload is None or o == pins.offload)
+                          and engine in (None, Sharding.deepspeed if s else Sharding.none))
+    if not zero_offloads and pins.zero_stage is not None and engine != Sharding.fsdp:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
+    fsdp_offloads: tuple[tuple[FsdpStrategy, Offload], ...] = ()
+    if engine in (None, Sharding.fsdp):
+        pairs = FREE_FSDP if pins.fsdp_strategy is None else \
+            [(pins.fsdp_strategy, o) for o in (Offload.none, Offload.all)]
+        fsdp_offloads = tuple((s, o) for s, o in pairs if pins.offload is None or o == pins.offload)
+    fsdp_versions = (pins.fsdp_version,) if pins.fsdp_version is not None else (DEFAULT_FSDP_VERSION,)
     optims = (pins.optim,) if pins.optim is not None else FREE_OPTIMIZERS
     if pins.precision is not None:
         precisions = (pins.precision,)
@@ -209,4 +250,5 @@ def search_space(instance: Instance) -> SearchSpace:
         data_shape=tuple(instance.workload.data_shape().items()),
         lora_targets=pins.lora_targets or ("all",),
         freeze_layers=pins.freeze_layers or LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
+        fsdp_offloads=fsdp_offloads, fsdp_versions=fsdp_versions, gpus_per_node=gpus.gpus_per_node,
     )

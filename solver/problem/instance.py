@@ -12,7 +12,7 @@ from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from . import rules
 from .config import TrainConfig, make_config
-from .knobs import Attention, Method, Offload, Optimizer, Precision
+from .knobs import Attention, FsdpStrategy, Method, Offload, Optimizer, Precision, Sharding
 
 
 class Pins(BaseModel):
@@ -34,6 +34,11 @@ class Pins(BaseModel):
     optim: Optimizer | None = None
     precision: Precision | None = None
     n_gpus: int | None = None
+    # the sharding engine (docs/fsdp.md): --zero 1-3 implies deepspeed and --zero 0 none (plain
+    # DDP), an FSDP strategy or version implies fsdp
+    sharding: Sharding | None = None
+    fsdp_strategy: FsdpStrategy | None = None
+    fsdp_version: int | None = None
 
     def pinned(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -74,11 +79,53 @@ def completed_pins(pins: dict) -> dict:
     return pins
 
 
+def pinned_sharding(pins: dict) -> Sharding | None:
+    """The engine the pins decide, None when free (pins as `Pins.pinned()`)."""
+    if pins.get("sharding") is not None:
+        return Sharding(pins["sharding"])
+    if pins.get("fsdp_strategy") is not None or pins.get("fsdp_version") is not None:
+        return Sharding.fsdp
+    if pins.get("zero_stage") is not None:
+        return Sharding.deepspeed if pins["zero_stage"] else Sharding.none
+    return None
+
+
+def sharding_problem(pins: dict) -> str | None:
+    """Pins that contradict the pinned engine, as one line."""
+    engine = pinned_sharding(pins)
+    stage = pins.get("zero_stage")
+    if engine == Sharding.deepspeed and stage == 0:
+        return "--sharding deepspeed needs --zero 1, 2 or 3 (--zero 0 is plain DDP)"
+    if engine != Sharding.fsdp and (pins.get("fsdp_strategy") is not None or pins.get("fsdp_version") is not None):
+        return f"--fsdp-strategy and --fsdp-version are FSDP's: use --sharding fsdp, not {engine.value}"
+    if engine == Sharding.none and stage:
+        return f"--zero {stage} is DeepSpeed: use --sharding deepspeed, or --zero 0 for plain DDP"
+    return None
+
+
+def _engine_knobs(pins: dict) -> dict:
+    """Pins as TrainConfig fields: `sharding` becomes fsdp_strategy (FULL_SHARD, accelerate's
+    default) or a ZeRO stage, and an unset FSDP version is accelerate's default."""
+    pins = dict(pins)
+    problem = sharding_problem(pins)
+    if problem:
+        raise InvalidConfigurationError(problem)
+    engine = pinned_sharding(pins)
+    pins.pop("sharding", None)
+    if engine == Sharding.fsdp:
+        pins.setdefault("fsdp_strategy", FsdpStrategy.full_shard)
+    elif engine == Sharding.deepspeed and pins.get("zero_stage") is None:
+        raise InvalidConfigurationError("--sharding deepspeed needs a ZeRO stage here: add --zero 1, 2 or 3")
+    if pins.get("fsdp_version") is None:
+        pins.pop("fsdp_version", None)
+    return pins
+
+
 def config_for_estimate(instance: Instance) -> TrainConfig:
     """A full configuration from the pins, LLaMA-Factory's defaults for the rest: LoRA rank 8 on
     all linear modules, checkpointing on, micro batch 1, SDPA, AdamW, bf16 where the GPU has it
     (else fp16), no ZeRO, all GPUs."""
-    pins = completed_pins(instance.pins.pinned())
+    pins = _engine_knobs(completed_pins(instance.pins.pinned()))
     pins.setdefault("precision", rules.default_precision(instance.gpus))
     pins.setdefault("n_gpus", instance.gpus.total_gpus)
     if instance.workload.global_batch and "grad_accum" not in pins:
@@ -87,7 +134,8 @@ def config_for_estimate(instance: Instance) -> TrainConfig:
     return make_config(**instance.workload.data_shape(), **pins)
 
 
-COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision")
+COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision", "sharding", "fsdp_strategy",
+                  "fsdp_version")
 
 
 def check_pins(instance: Instance) -> None:
@@ -96,10 +144,22 @@ def check_pins(instance: Instance) -> None:
     problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
                                        n_gpus=pins.n_gpus)
     problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank)
+    problems += rules.fsdp_hardware_problems(gpus, strategy=pins.fsdp_strategy, n_gpus=pins.n_gpus or gpus.total_gpus)
     if problems:
         raise InvalidConfigurationError(problems[0])
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})
-    if "zero_stage" not in combined and combined.get("offload", Offload.none) != Offload.none:
+    problem = sharding_problem(combined)
+    if problem:
+        raise InvalidConfigurationError(problem)
+    engine = pinned_sharding(combined)
+    if engine in (None, Sharding.deepspeed) and "zero_stage" not in combined \
+            and combined.get("offload", Offload.none) != Offload.none:
         # a free ZeRO stage will be the lowest that offloads it: 2 for the optimizer, 3 for all
+        # (a free engine may also be FSDP, which offloads all; the DeepSpeed reading is the wider)
         combined["zero_stage"] = 3 if combined["offload"] == Offload.all else 2
-    make_config(**combined)  # LLaMA-Factory's rejections of the pinned knobs, as one line
+        combined.pop("sharding", None)
+    if engine == Sharding.deepspeed and "zero_stage" not in combined:
+        combined["zero_stage"] = 3  # the stage that combines with every other pin
+    if engine == Sharding.none:
+        combined.pop("sharding", None)
+    make_config(**_engine_knobs(combined))  # LLaMA-Factory's and accelerate's rejections, as one line
