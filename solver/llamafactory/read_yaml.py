@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import ConfigFileError, InvalidConfigurationError
 from ..problem.config import TrainConfig, make_config
 from ..problem.knobs import Attention, Method, Offload, Optimizer, Precision
+from .read_accelerate import FsdpRun, fsdp_from_training_args
 from .vocabulary import HF_OPTIM_TO_FITPLAN, KNOB_KEY, LF_ATTN_TO_FITPLAN
 
 # ---- the cited key catalogs ------------------------------------------------------------------------
@@ -159,8 +160,6 @@ UNSUPPORTED_TRUE_FLAGS = {
     "torch_compile": "torch.compile changes activation memory; not modelled",
 }
 UNSUPPORTED_SET_KEYS = {
-    "fsdp": "FSDP is not modelled (only DDP and DeepSpeed ZeRO): estimated without it",
-    "fsdp_config": "FSDP is not modelled (only DDP and DeepSpeed ZeRO): estimated without it",
     "additional_target": "extra trainable modules (additional_target) are not counted",
     "freeze_extra_modules": "extra trainable modules (freeze_extra_modules) are not counted",
     "rope_scaling": "rope scaling changes no memory term fitplan models",
@@ -182,6 +181,7 @@ class LlamaFactoryRun(BaseModel):
     model_name_or_path: str | None
     config: TrainConfig
     deepspeed_path: str | None = None
+    accelerate_path: str | None = None  # the accelerate FSDP config read with it
     errors: list[str] = []  # LLaMA-Factory would reject or misread these
     warnings: list[str] = []  # accepted, but not modelled; what was assumed instead
 
@@ -332,11 +332,13 @@ def _packing(raw: dict) -> bool:
 
 
 def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None,
-                        mean_sample_len: int | None = None) -> LlamaFactoryRun:
+                        mean_sample_len: int | None = None, fsdp: FsdpRun | None = None) -> LlamaFactoryRun:
     """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs.
 
     `mean_sample_len` (the data's, which no LLaMA-Factory key holds) refines the allocator reserve
-    of unpacked runs; None = samples as long as cutoff_len (the conservative end)."""
+    of unpacked runs; None = samples as long as cutoff_len (the conservative end). `fsdp` is the
+    accelerate config's FSDP (llamafactory/read_accelerate.py); the YAML's own `fsdp:` keys (HF
+    Trainer's FSDP) are read too."""
     errors: list[str] = []
     warnings: list[str] = []
     unknown, typed = key_problems(raw)
@@ -389,6 +391,24 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
         stage, offload = 0, Offload.none
     knobs["zero_stage"] = stage
     knobs["offload"] = offload
+    own = fsdp_from_training_args(raw, source=str(source))
+    if own is not None and fsdp is not None:
+        warnings.append(f"both {fsdp.source} and the YAML's fsdp: keys set FSDP; HF builds the plugin from the "
+                        "YAML's, which are estimated")
+    fsdp = own or fsdp
+    if fsdp is not None:
+        errors += fsdp.errors
+        warnings += fsdp.warnings
+        knobs["fsdp_strategy"], knobs["fsdp_version"] = fsdp.strategy, fsdp.version
+        if stage == 0:
+            knobs["offload"] = fsdp.offload
+        if fsdp.activation_checkpointing and not knobs["grad_ckpt"]:
+            knobs["grad_ckpt"] = True
+            warnings.append("fsdp_activation_checkpointing checkpoints every decoder layer: estimated with "
+                            "checkpointing although the YAML disables LLaMA-Factory's")
+        if fsdp.precision is not None and fsdp.precision != knobs["precision"]:
+            warnings.append(f"{fsdp.source} says mixed_precision {fsdp.precision.value}, the YAML "
+                            f"{knobs['precision'].value}: HF sets accelerate's mixed precision from the YAML's flag")
     try:
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:
@@ -399,10 +419,14 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
 
 
 def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,
-                             mean_sample_len: int | None = None) -> LlamaFactoryRun:
-    """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs.
+                             mean_sample_len: int | None = None, fsdp: FsdpRun | None = None) -> LlamaFactoryRun:
+    """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs, with the
+    accelerate config's FSDP settings when the run launches with one.
 
     `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs)."""
     path = Path(path)
-    return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
-                               mean_sample_len=mean_sample_len)
+    run = config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
+                              mean_sample_len=mean_sample_len, fsdp=fsdp)
+    if fsdp is not None:
+        run = run.model_copy(update={"accelerate_path": fsdp.source})
+    return run

@@ -21,6 +21,8 @@ How each knob becomes a key (schemas.md A.1):
   `memory/states.optimizer_step_temporary_bytes` assumes: no foreach temporaries;
   llamafactory/vocabulary.py).
 - ZeRO 0 -> no `deepspeed:` key (plain DDP); 1-3 -> `deepspeed: ds_config.json`.
+- FSDP -> no `deepspeed:` key; `fsdp_config.yaml` and an `accelerate launch` launch.sh
+  (llamafactory/write_accelerate.py).
 """
 
 from __future__ import annotations
@@ -206,6 +208,8 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
         y.key("freeze_trainable_modules", "all", "every module of those layers trains")
     if config.zero_stage:
         y.knob("zero_stage", DS_CONFIG_JSON, why)
+    if config.fsdp_strategy is not None:
+        y.lines.append("# FSDP: sharding, CPU offload and mixed precision are in fsdp_config.yaml (accelerate launch)")
 
     y.section("dataset")
     y.key("dataset", placeholders.dataset or DEFAULT_DATASET,
@@ -294,7 +298,8 @@ def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "") -> st
 
 def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders: EmitPlaceholders,
                        reasons: dict[str, str] | None = None) -> dict[str, str]:
-    """filename -> content: `train.yaml`, `ds_config.json` (ZeRO 1-3 only), `launch.sh`.
+    """filename -> content: `train.yaml`, `ds_config.json` (ZeRO 1-3 only) or `fsdp_config.yaml`
+    (FSDP only), `launch.sh`.
 
     `reasons` (TrainConfig field or LLaMA-Factory key -> why) overrides the default comments."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn)
@@ -305,5 +310,11 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
     files = {TRAIN_YAML: text}
     if config.zero_stage:
         files[DS_CONFIG_JSON] = json.dumps(deepspeed_config(config, gpus, fill_auto=False), indent=2) + "\n"
+    if config.fsdp_strategy is not None:
+        from .write_accelerate import FSDP_CONFIG_YAML, accelerate_fsdp_config, fsdp_launch_script
+
+        files[FSDP_CONFIG_YAML] = accelerate_fsdp_config(gpus, config)
+        files[LAUNCH_SH] = fsdp_launch_script(model, gpus, config)
+        return files
     files[LAUNCH_SH] = launch_script(gpus, config, summary=summary)
     return files

@@ -1,0 +1,109 @@
+"""An FSDP plan as the files LLaMA-Factory 0.9.5 runs it with: accelerate's `fsdp_config.yaml` and a
+`launch.sh` that starts `accelerate launch` (train.yaml is write_yaml's, without `deepspeed:`).
+
+Layout and keys follow LLaMA-Factory's own FSDP examples (v0.9.5):
+- FSDP1 (accelerate's default `fsdp_version`, what `examples/accelerate/fsdp_config.yaml` runs and
+  `examples/extras/fsdp_qlora/train.sh` launches): that file, key for key and in its order;
+  `fsdp_offload_params: true` as in `fsdp_config_offload.yaml`;
+- FSDP2: `examples/accelerate/fsdp2_config.yaml` (`fsdp_reshard_after_forward`, `fsdp_version: 2`).
+Each key is one accelerate 1.11 reads (catalogs/accelerate_1.11_fsdp_keys.yaml; its config loader
+checks only the top-level keys, so llamafactory/read_accelerate.py checks the rest).
+
+The launch follows `examples/extras/fsdp_qlora/train.sh` (`accelerate launch --config_file
+examples/accelerate/fsdp_config.yaml src/train.py <yaml>`). `src/train.py` exists only in a git
+checkout; a pip install runs the same `run_exp()` as `python -m llamafactory.launcher <yaml>`
+(llamafactory/launcher.py:182-185, which is also the file LLaMA-Factory's own torchrun launch
+runs), and accelerate 1.11 launches modules with `-m` (commands/launch.py). `llamafactory-cli
+train` starts torchrun and never reads an accelerate config, so it cannot run FSDP this way.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidConfigurationError
+from ..problem.config import TrainConfig, describe_launch
+from ..problem.knobs import FsdpStrategy, Offload
+from ..specs.gpu import GpuSet
+from ..specs.model import ModelSpec
+from .vocabulary import ACCELERATE_MIXED_PRECISION, ACCELERATE_SHARDING_STRATEGY
+from .write_yaml import MASTER_PORT, TRAIN_YAML, yaml_scalar
+from .write_yaml import _node_layout as node_layout
+
+FSDP_CONFIG_YAML = "fsdp_config.yaml"
+LAUNCH_MODULE = "llamafactory.launcher"
+
+
+def _line(lines: list[str], indent: str, key: str, value, why: str = "") -> None:
+    text = f"{indent}{key}: {yaml_scalar(value)}"
+    lines.append(f"{text}  # {why}" if why else text)
+
+
+def accelerate_fsdp_config(gpus: GpuSet, config: TrainConfig) -> str:
+    """The text of `fsdp_config.yaml` for an FSDP plan."""
+    if config.fsdp_strategy is None:
+        raise InvalidConfigurationError("the plan does not use FSDP: there is no accelerate FSDP config to write")
+    nodes, _per_node = node_layout(gpus, config)
+    offload = config.offload == Offload.all
+    lines = ["# accelerate config for `accelerate launch --config_file fsdp_config.yaml` (LLaMA-Factory "
+             "examples/accelerate/fsdp" + ("2" if config.fsdp_version == 2 else "") + "_config.yaml layout)",
+             "compute_environment: LOCAL_MACHINE", "debug: false", "distributed_type: FSDP", "downcast_bf16: 'no'",
+             "fsdp_config:"]
+    ind = "  "
+    wrap = "one FSDP unit per decoder layer (the model's _no_split_modules)"
+    offload_why = ("parameters, gradients and the optimizer step in host RAM, as planned" if offload
+                   else "states stay on the GPUs, as planned")
+    loading = "only local rank 0 reads the checkpoint; the others get it broadcast"
+    whole = "checkpoints saved whole, as LLaMA-Factory's example"
+    if config.fsdp_version == 2:
+        _line(lines, ind, "fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", wrap)
+        _line(lines, ind, "fsdp_cpu_ram_efficient_loading", True, loading)
+        _line(lines, ind, "fsdp_offload_params", offload, offload_why)
+        _line(lines, ind, "fsdp_reshard_after_forward", config.fsdp_strategy == FsdpStrategy.full_shard,
+              "true = FULL_SHARD, false = SHARD_GRAD_OP (FSDP2 has only this switch)")
+        _line(lines, ind, "fsdp_state_dict_type", "FULL_STATE_DICT", whole)
+        _line(lines, ind, "fsdp_version", 2, "fully_shard")
+    else:
+        _line(lines, ind, "fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", wrap)
+        _line(lines, ind, "fsdp_backward_prefetch", "BACKWARD_PRE", "the next unit gathers during this one's backward")
+        _line(lines, ind, "fsdp_forward_prefetch", False)
+        _line(lines, ind, "fsdp_cpu_ram_efficient_loading", True, loading)
+        _line(lines, ind, "fsdp_offload_params", offload, offload_why)
+        _line(lines, ind, "fsdp_sharding_strategy", ACCELERATE_SHARDING_STRATEGY[config.fsdp_strategy],
+              f"FSDP {config.fsdp_strategy.value} of the plan")
+        _line(lines, ind, "fsdp_state_dict_type", "FULL_STATE_DICT", whole)
+        _line(lines, ind, "fsdp_sync_module_states", True, "accelerate launch needs it with cpu_ram_efficient_loading")
+        _line(lines, ind, "fsdp_use_orig_params", True)
+    lines += [f"machine_rank: 0  # {'launch.sh passes --machine_rank on each node' if nodes > 1 else 'one node'}",
+              "main_training_function: main"]
+    _line(lines, "", "mixed_precision", ACCELERATE_MIXED_PRECISION[config.precision],
+          "FSDP's param/reduce/buffer dtype" + ("" if gpus.gpu.bf16_hardware else f": {gpus.gpu.name} has no bf16"))
+    _line(lines, "", "num_machines", nodes, "the number of nodes")
+    _line(lines, "", "num_processes", config.n_gpus, "the number of GPUs in all nodes")
+    lines += ["rdzv_backend: static", "same_network: true", "tpu_env: []", "tpu_use_cluster: false",
+              "tpu_use_sudo: false", "use_cpu: false"]
+    return "\n".join(lines) + "\n"
+
+
+def fsdp_launch_script(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> str:
+    """`launch.sh` of an FSDP plan: `accelerate launch --config_file fsdp_config.yaml -m
+    llamafactory.launcher train.yaml`, once per node. Multi-node uses the same variables as
+    write_yaml.launch_script (NODE_RANK, MASTER_ADDR, MASTER_PORT), passed as accelerate's flags."""
+    nodes, per_node = node_layout(gpus, config)
+    lines = ["#!/usr/bin/env bash", f"# fitplan plan: {describe_launch(model, gpus, config)}", "set -euo pipefail",
+             'cd "$(dirname "$0")"  # train.yaml and fsdp_config.yaml are named relative to here', ""]
+    if per_node < gpus.gpus_per_node:
+        devices = ",".join(str(i) for i in range(per_node))
+        lines.append(f"# the plan uses {per_node} of the {gpus.gpus_per_node} GPUs of each node")
+        lines.append(f"export CUDA_VISIBLE_DEVICES={devices}")
+    flags = [f"--config_file {FSDP_CONFIG_YAML}"]
+    if nodes > 1:
+        others = f"1..{nodes - 1} on the others" if nodes > 2 else "1 on the other"
+        lines += [f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, {others}",
+                  'NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
+                  'MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',
+                  f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"']
+        flags += ['--machine_rank "$NODE_RANK"', '--main_process_ip "$MASTER_ADDR"',
+                  '--main_process_port "$MASTER_PORT"']
+    lines.append("# LLaMA-Factory's FSDP launch (examples/extras/fsdp_qlora/train.sh): accelerate reads the FSDP "
+                 "config; llamafactory-cli train would start torchrun without it")
+    lines.append(f"accelerate launch {' '.join(flags)} -m {LAUNCH_MODULE} {TRAIN_YAML}")
+    return "\n".join(lines) + "\n"
