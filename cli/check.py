@@ -12,8 +12,8 @@ import json
 import click
 
 from fitplan.solver.errors import FitplanError, InvalidConfigurationError, UnknownModelError
-from fitplan.solver.llamafactory.read_accelerate import FsdpRun, read_accelerate_config, sibling_fsdp_config
-from fitplan.solver.llamafactory.read_yaml import LlamaFactoryRun, read_llamafactory_config
+from fitplan.solver.llamafactory.read_accelerate import FsdpRun, sibling_fsdp_config
+from fitplan.solver.llamafactory.read_yaml import LlamaFactoryRun, read_accelerate_config, read_llamafactory_config
 from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.planner.questions import nearest_fit
 from fitplan.solver.problem.answers import Estimate

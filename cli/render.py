@@ -71,7 +71,8 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
     if result.runners_up:
         lines.append("runners-up (the plan above is the best quality among plans within "
                      f"{SolverSettings().quality_tolerance:.0%} of the fastest: 16-bit over 8 over 4-bit, larger rank, "
-                     "AMP over pure_bf16, 32-bit AdamW, no offload, lower ZeRO stage, more headroom):")
+                     "AMP over pure_bf16, 32-bit AdamW, no offload, less sharding (ZeRO stage, FSDP strategy), "
+                     "more headroom):")
         for k, runner in enumerate(result.runners_up, start=2):
             lines.append(f"  {k}. {runner.tokens_per_s:,.0f} tokens/s, peak {format_gib(runner.peak_bytes)}: "
                          f"{describe_config(runner.plan)}")

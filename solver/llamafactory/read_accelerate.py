@@ -174,14 +174,6 @@ def fsdp_from_accelerate_mapping(raw: dict, *, source: str) -> FsdpRun | None:
                    errors=errors, warnings=warnings)
 
 
-def read_accelerate_config(path: str | Path) -> FsdpRun | None:
-    """An accelerate config file's FSDP run (None: it does not use FSDP)."""
-    from .read_yaml import read_yaml_mapping
-
-    path = Path(path)
-    return fsdp_from_accelerate_mapping(read_yaml_mapping(path), source=str(path))
-
-
 def fsdp_from_training_args(raw: dict, *, source: str) -> FsdpRun | None:
     """HF Trainer's own FSDP (`fsdp: full_shard auto_wrap` and `fsdp_config:` in the training
     YAML), as transformers 5.6 `TrainingArguments._process_fsdp_args` turns them into accelerate's

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import ConfigFileError, InvalidConfigurationError
 from ..problem.config import TrainConfig, make_config
 from ..problem.knobs import Attention, Method, Offload, Optimizer, Precision
-from .read_accelerate import FsdpRun, fsdp_from_training_args
+from .read_accelerate import FsdpRun, fsdp_from_accelerate_mapping, fsdp_from_training_args
 from .vocabulary import HF_OPTIM_TO_FITPLAN, KNOB_KEY, LF_ATTN_TO_FITPLAN
 
 # ---- the cited key catalogs ------------------------------------------------------------------------
@@ -416,6 +416,12 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
     model = raw.get("model_name_or_path")
     return LlamaFactoryRun(source=str(source), model_name_or_path=None if model is None else str(model),
                            config=config, deepspeed_path=ds_path, errors=errors, warnings=warnings)
+
+
+def read_accelerate_config(path: str | Path) -> FsdpRun | None:
+    """An accelerate config file's FSDP run (None: it does not use FSDP; llamafactory/read_accelerate.py)."""
+    path = Path(path)
+    return fsdp_from_accelerate_mapping(read_yaml_mapping(path), source=str(path))
 
 
 def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,

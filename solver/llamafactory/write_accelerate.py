@@ -25,23 +25,25 @@ from ..problem.knobs import FsdpStrategy, Offload
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from .vocabulary import ACCELERATE_MIXED_PRECISION, ACCELERATE_SHARDING_STRATEGY
-from .write_yaml import MASTER_PORT, TRAIN_YAML, yaml_scalar
-from .write_yaml import _node_layout as node_layout
 
 FSDP_CONFIG_YAML = "fsdp_config.yaml"
 LAUNCH_MODULE = "llamafactory.launcher"
 
 
+def _scalar(value) -> str:
+    """The values written here are booleans, counts and accelerate's own constant names."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 def _line(lines: list[str], indent: str, key: str, value, why: str = "") -> None:
-    text = f"{indent}{key}: {yaml_scalar(value)}"
+    text = f"{indent}{key}: {_scalar(value)}"
     lines.append(f"{text}  # {why}" if why else text)
 
 
-def accelerate_fsdp_config(gpus: GpuSet, config: TrainConfig) -> str:
-    """The text of `fsdp_config.yaml` for an FSDP plan."""
+def accelerate_fsdp_config(gpus: GpuSet, config: TrainConfig, nodes: int) -> str:
+    """The text of `fsdp_config.yaml` for an FSDP plan over `nodes` nodes."""
     if config.fsdp_strategy is None:
         raise InvalidConfigurationError("the plan does not use FSDP: there is no accelerate FSDP config to write")
-    nodes, _per_node = node_layout(gpus, config)
     offload = config.offload == Offload.all
     lines = ["# accelerate config for `accelerate launch --config_file fsdp_config.yaml` (LLaMA-Factory "
              "examples/accelerate/fsdp" + ("2" if config.fsdp_version == 2 else "") + "_config.yaml layout)",
@@ -83,11 +85,11 @@ def accelerate_fsdp_config(gpus: GpuSet, config: TrainConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fsdp_launch_script(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> str:
+def fsdp_launch_script(model: ModelSpec, gpus: GpuSet, config: TrainConfig, *, nodes: int, per_node: int,
+                       train_yaml: str, master_port: int) -> str:
     """`launch.sh` of an FSDP plan: `accelerate launch --config_file fsdp_config.yaml -m
     llamafactory.launcher train.yaml`, once per node. Multi-node uses the same variables as
     write_yaml.launch_script (NODE_RANK, MASTER_ADDR, MASTER_PORT), passed as accelerate's flags."""
-    nodes, per_node = node_layout(gpus, config)
     lines = ["#!/usr/bin/env bash", f"# fitplan plan: {describe_launch(model, gpus, config)}", "set -euo pipefail",
              'cd "$(dirname "$0")"  # train.yaml and fsdp_config.yaml are named relative to here', ""]
     if per_node < gpus.gpus_per_node:
@@ -100,10 +102,10 @@ def fsdp_launch_script(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> s
         lines += [f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, {others}",
                   'NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
                   'MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',
-                  f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"']
+                  f'MASTER_PORT="${{MASTER_PORT:-{master_port}}}"']
         flags += ['--machine_rank "$NODE_RANK"', '--main_process_ip "$MASTER_ADDR"',
                   '--main_process_port "$MASTER_PORT"']
     lines.append("# LLaMA-Factory's FSDP launch (examples/extras/fsdp_qlora/train.sh): accelerate reads the FSDP "
                  "config; llamafactory-cli train would start torchrun without it")
-    lines.append(f"accelerate launch {' '.join(flags)} -m {LAUNCH_MODULE} {TRAIN_YAML}")
+    lines.append(f"accelerate launch {' '.join(flags)} -m {LAUNCH_MODULE} {train_yaml}")
     return "\n".join(lines) + "\n"

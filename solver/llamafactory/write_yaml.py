@@ -39,6 +39,7 @@ from ..problem.knobs import Attention, Method, Optimizer, Precision
 from ..specs.gpu import GpuSet
 from ..specs.model import Family, ModelSpec
 from .vocabulary import HF_OPTIM, KNOB_KEY, LF_FLASH_ATTN
+from .write_accelerate import FSDP_CONFIG_YAML, accelerate_fsdp_config, fsdp_launch_script
 from .write_deepspeed import deepspeed_config
 
 TRAIN_YAML = "train.yaml"
@@ -311,10 +312,10 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
     if config.zero_stage:
         files[DS_CONFIG_JSON] = json.dumps(deepspeed_config(config, gpus, fill_auto=False), indent=2) + "\n"
     if config.fsdp_strategy is not None:
-        from .write_accelerate import FSDP_CONFIG_YAML, accelerate_fsdp_config, fsdp_launch_script
-
-        files[FSDP_CONFIG_YAML] = accelerate_fsdp_config(gpus, config)
-        files[LAUNCH_SH] = fsdp_launch_script(model, gpus, config)
+        nodes, per_node = _node_layout(gpus, config)
+        files[FSDP_CONFIG_YAML] = accelerate_fsdp_config(gpus, config, nodes)
+        files[LAUNCH_SH] = fsdp_launch_script(model, gpus, config, nodes=nodes, per_node=per_node,
+                                              train_yaml=TRAIN_YAML, master_port=MASTER_PORT)
         return files
     files[LAUNCH_SH] = launch_script(gpus, config, summary=summary)
     return files

@@ -71,6 +71,15 @@ def compute_bytes(config: TrainConfig) -> int:
     return FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
 
 
+def _adapters_cast_per_op(config: TrainConfig) -> bool:
+    """FSDP1 with LoRA: each adapter is an FSDP unit of its own (peft's fsdp_auto_wrap_policy), so
+    when peft reads its weight's dtype to cast the input the unit is not gathered yet and reports
+    the fp32 shard: x is cast to fp32, and accelerate's autocast casts it back to 16 bits per
+    adapter, as under AMP. Settled by the FSDP1 trace (llama-shaped LoRA, no checkpointing, 8
+    ranks: one fp32 and one 16-bit copy per adapter input)."""
+    return config.fsdp_strategy is not None and config.fsdp_version == 1 and config.uses_lora
+
+
 def autocast_on(config: TrainConfig) -> bool:
     """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it; under
     FSDP every parameter is gathered in 16 bits, so autocast has nothing to cast or cache."""
@@ -143,7 +152,7 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole) 
         return 0
     targets = lora_targets(model, config)
     rank = config.lora_rank
-    if autocast_on(config):
+    if autocast_on(config) or _adapters_cast_per_op(config):
         # peft casts x to the fp32 adapter dtype, autocast casts it back to 16-bit per op: one
         # 16-bit copy per adapter, plus the A output.
         return sum((cb * m.in_features + cb * rank) * m.count for m in targets)

@@ -121,6 +121,10 @@ def gathered_layer_bytes(model: ModelSpec, config: TrainConfig, index: int) -> f
     dtype (frozen NF4 stays packed). NO_SHARD gathers nothing; its mixed-precision copy of the
     trainable parameters is what it adds (FSDP1 `_mp_shard`, freed in `post_reshard`)."""
     trained = HALF_BYTES * layer_trainable_params(model, config, index)
+    if config.fsdp_version == 1 and config.uses_lora and config.fsdp_strategy in (FsdpStrategy.full_shard,
+                                                                                   FsdpStrategy.hybrid_shard):
+        # each LoRA linear is a unit of its own (peft's wrap policy), gathered one at a time
+        trained = HALF_BYTES * _largest_trainable_matrix(model, config)
     if config.fsdp_strategy == FsdpStrategy.no_shard:
         return trained
     return _layer_frozen_bytes(model, config, index) + trained
@@ -291,6 +295,13 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
             t[Term.gradients] = shards_after(k)
             t[Term.reduce_scatter_buffers] = kept_input
 
+    # FSDP1 prefetches the unit that ran before this one in the forward; with LoRA that is the
+    # previous layer's last LoRA linear, so the previous layer's base is only gathered by the time
+    # this layer's backward ends (FSDP1 trace, llama-shaped LoRA, 8 ranks)
+    mid_layer_prefetch = reshard and (v2 or not config.uses_lora)
+
+    layer_end_index = max(last - 1, 0) if (reshard or v2) else last
+
     def fsdp_terms(name: str) -> dict[Term, float]:
         prefetch = layer if reshard else 0.0
         t = {Term.gradients: 0.0, Term.unsharded_grads: accumulated}
@@ -305,14 +316,22 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
         elif name == "loss":
             up, ag = gathered(forward_units(0), prefetch=prefetch)
         elif name in ("backward_first_layer", "backward", "backward_layer_end", "backward_last_layer"):
-            k = {"backward_layer_end": max(last - 1, 0), "backward_last_layer": 0}.get(name, last)
-            prefetching = k > 0 and name != "backward_last_layer"
+            # the end of layer L-2's backward (FSDP2: with layer L-1's reduce-scatter input kept);
+            # FSDP1 SHARD_GRAD_OP peaks at the end of the first layer's, with every layer still gathered
+            k = {"backward_layer_end": layer_end_index, "backward_last_layer": 0}.get(name, last)
+            prefetching = k > 0 and (name == "backward_layer_end"
+                                     or (mid_layer_prefetch and name != "backward_last_layer"))
             up, ag = gathered(backward_units(k), prefetch=prefetch if prefetching else 0.0)
             if accumulating:
-                # each new gradient is added into the kept one (one matrix in flight; tied, the lm_head's
-                # waits for the embedding's). Under no_sync nothing is reduced; in the last micro-step
-                # the layers after k are: their kept gradients become shards and a reduce-scatter input.
-                t[Term.unsharded_grads] += in_flight + (output_grad if model.tie_word_embeddings else 0.0)
+                # Under no_sync nothing is reduced; in the last micro-step the layers after k are: their
+                # kept gradients become shards and a reduce-scatter input (_last_micro_step).
+                if v2:  # each new gradient is added into the kept one: one matrix in flight; tied, the
+                    # lm_head's waits for the embedding's
+                    t[Term.unsharded_grads] += in_flight + (output_grad if model.tie_word_embeddings else 0.0)
+                else:  # FSDP1 builds each new flat gradient by `cat` before adding it (and the root's
+                    # waits for the embedding's): FSDP1 trace, llama-shaped full, 3 micro-steps
+                    new = 2 * grads16(k) if name == "backward_layer_end" else grads16(k, mlp_only=True)
+                    t[Term.unsharded_grads] += output_grad + new
                 _last_micro_step(t, k)
             elif name in ("backward_first_layer", "backward", "backward_last_layer"):
                 t[Term.unsharded_grads] += output_grad + grads16(k, mlp_only=True)  # the MLP's backward
@@ -329,7 +348,10 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
                 _last_micro_step(t, -1)
             else:
                 t[Term.unsharded_grads] += root_grads
-                t[Term.reduce_scatter_buffers] = grads16(0) if v2 else root_grads  # FSDP1: the root's flat `cat`
+                # FSDP1 builds the root's flat gradient by `cat` while its per-parameter ones live;
+                # tied, the cat comes after autograd's sum of the two (in _embedding_gradient) is freed
+                flat_cat = 0.0 if model.tie_word_embeddings else root_grads
+                t[Term.reduce_scatter_buffers] = grads16(0) if v2 else flat_cat
                 t[Term.gradients] = shards_after(-1)
         elif name == "root_reduce":  # resharded, its gradients copied into the reduce-scatter input
             up, ag = 0.0, 0.0  # (the last micro-step: every layer's accumulated gradient is reduced by now)
@@ -371,7 +393,7 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
         if m.name in ("backward_first_layer", "backward"):
             moments.append(moment("backward_layer_end", m.phase, {
                 **resident, **dequant,
-                Term.activations: _activations_before_layer(model, config, max(last - 1, 0)),
+                Term.activations: _activations_before_layer(model, config, layer_end_index),
                 Term.backward_working_set: per_token(LAYER_END_BACKWARD_BYTES_PER_HIDDEN * model.hidden_size,
                                                      config.seq_len)}))
         if m.name == "backward_end":

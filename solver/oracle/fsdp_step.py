@@ -34,6 +34,7 @@ from ..problem.knobs import FsdpStrategy, Method, Offload, Precision
 from ..specs.model import ModelSpec
 from .step import (
     DEFAULT_OPTIMIZER_IMPL,
+    _forward_loss,
     MAX_GRAD_NORM,
     OptimizerImpl,
     TraceResult,
@@ -55,10 +56,8 @@ def fsdp_trace_problem(config: TrainConfig) -> str | None:
     """Why this configuration cannot be traced as an FSDP2 step, or None."""
     if config.fsdp_strategy is None:
         return "not an FSDP configuration: use --sharding fsdp"
-    if config.fsdp_version != 2:
-        return ("the FSDP trace runs FSDP2 (fully_shard), what torch's fake process group supports best: "
-                "add --fsdp-version 2 (FSDP1 is modelled by formula, docs/fsdp.md)")
-    if config.fsdp_strategy not in (FsdpStrategy.full_shard, FsdpStrategy.shard_grad_op):
+    if config.fsdp_version == 2 and config.fsdp_strategy not in (FsdpStrategy.full_shard,
+                                                                  FsdpStrategy.shard_grad_op):
         return f"FSDP2 has no {config.fsdp_strategy.value}: trace full_shard or shard_grad_op"
     if config.n_gpus < 2:
         return "an FSDP trace needs --n-gpus 2 or more (the fake process group's world size)"
@@ -104,6 +103,87 @@ def _shard_like_accelerate(built, config: TrainConfig, mesh) -> None:
     built.model.to(torch.float32)  # fsdp_utils.py:702-707: the whole model, after sharding
 
 
+def _wrap_like_accelerate_fsdp1(built, config: TrainConfig, mesh):
+    """accelerate 1.11 `prepare_model`, FSDP branch (accelerator.py:1843-1962) with LLaMA-Factory's
+    example config: FullyShardedDataParallel over TRANSFORMER_BASED_WRAP (for a PEFT model
+    transformers 5.6 swaps in peft's fsdp_auto_wrap_policy, which also wraps each LoRA A/B linear:
+    integrations/fsdp.py update_fsdp_plugin_peft), MixedPrecision in the 16-bit dtype, BACKWARD_PRE,
+    use_orig_params, limit_all_gathers; then every trainable flat parameter in fp32 (LLaMA-Factory
+    has upcast them already). Returns the root FSDP module."""
+    import functools
+
+    import torch
+    from torch.distributed.fsdp import BackwardPrefetch, MixedPrecision, ShardingStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    dtype = _param_dtype(config)
+    if config.uses_lora:
+        from peft.utils.other import fsdp_auto_wrap_policy
+
+        policy = fsdp_auto_wrap_policy(built.model)
+    else:
+        policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={type(built.decoder_layers[0])})
+    strategy = {FsdpStrategy.full_shard: ShardingStrategy.FULL_SHARD, FsdpStrategy.shard_grad_op:
+                ShardingStrategy.SHARD_GRAD_OP, FsdpStrategy.no_shard: ShardingStrategy.NO_SHARD,
+                FsdpStrategy.hybrid_shard: ShardingStrategy.HYBRID_SHARD}[config.fsdp_strategy]
+    # use_orig_params=True (LLaMA-Factory's example) fails under fake tensors for SHARD_GRAD_OP and
+    # NO_SHARD (a FakeTensor where FSDP expects a Parameter); it changes no bytes (research runs: 2 KB)
+    orig = config.fsdp_strategy in (FsdpStrategy.full_shard, FsdpStrategy.hybrid_shard)
+    root = FSDP(built.model, auto_wrap_policy=policy, sharding_strategy=strategy,
+                mixed_precision=MixedPrecision(param_dtype=dtype, reduce_dtype=dtype, buffer_dtype=dtype),
+                backward_prefetch=BackwardPrefetch.BACKWARD_PRE, forward_prefetch=False, use_orig_params=orig,
+                limit_all_gathers=True, device_id=torch.device("cpu"), sync_module_states=False,
+                device_mesh=mesh if config.fsdp_strategy == FsdpStrategy.hybrid_shard else None)
+    for module in FSDP.fsdp_modules(root):
+        flat = module._flat_param if module._has_params else None
+        if flat is not None and flat.requires_grad and flat.dtype != torch.float32:
+            flat.data = flat.data.to(torch.float32)
+            module._handle._orig_param_dtype = torch.float32
+    return root
+
+
+@contextmanager
+def _fsdp1_hooks(tracker, handles):
+    """Label FSDP1's buffers: the unsharded flat gradient when its post-backward hook runs, and the
+    fp32 sharded gradient it leaves (`_saved_grad_shard`). Patched before the first forward, which
+    registers the hooks (torch/distributed/fsdp/_runtime_utils.py `_register_post_backward_hook`)."""
+    import torch.distributed.fsdp._runtime_utils as runtime
+
+    from .fsdp_tracker import UNSHARDED_GRADS
+    from .tracker import GRADIENTS
+
+    original = runtime._post_backward_hook
+
+    def post_backward(state, handle, flat_param, *args):
+        if handle.flat_param.grad is not None:
+            tracker.track(handle.flat_param.grad, UNSHARDED_GRADS)
+        result = original(state, handle, flat_param, *args)
+        saved = getattr(handle.flat_param, "_saved_grad_shard", None)
+        if saved is not None:
+            tracker.track(saved, GRADIENTS)
+        return result
+
+    runtime._post_backward_hook = post_backward
+    try:
+        yield
+    finally:
+        runtime._post_backward_hook = original
+
+
+def _tag_fsdp1_buffers(tracker, handles) -> None:
+    """FSDP1's per-unit buffers exist after lazy init and are resized, never re-made: the padded
+    unsharded flat parameter (gathered parameters) and the 16-bit shard the all-gather sends."""
+    from .fsdp_tracker import ALL_GATHER, UNSHARDED_PARAMS
+
+    for handle in handles:
+        flat = handle.flat_param
+        for name, category in (("_full_param_padded", UNSHARDED_PARAMS), ("_mp_shard", ALL_GATHER)):
+            buffer = getattr(flat, name, None)
+            if buffer is not None:
+                tracker.track(buffer, category)
+
+
 def _param_groups(model) -> list:
     groups = []
     for module in model.modules():
@@ -112,6 +192,23 @@ def _param_groups(model) -> list:
         if group is not None and all(group is not g for g in groups):
             groups.append(group)
     return groups
+
+
+def _fsdp1_handles(root) -> list:
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    return [m._handle for m in FSDP.fsdp_modules(root) if m._handle is not None]
+
+
+def _with_fsdp1_wrappers(built, root):
+    """The built model with each decoder layer's FSDP1 wrapper standing for the layer, so the region
+    hooks run before the wrapper gathers it."""
+    import dataclasses
+
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    wrappers = {id(m.module): m for m in FSDP.fsdp_modules(root)}
+    return dataclasses.replace(built, decoder_layers=[wrappers.get(id(layer), layer) for layer in built.decoder_layers])
 
 
 @contextmanager
@@ -150,10 +247,10 @@ def _fsdp_hooks(tracker):
 
 
 def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: OptimizerImpl | None = None,
-                    fake: bool = True, seed: int = 0) -> TraceResult:
-    """Traces two optimizer steps of `model` under FSDP2 on `config.n_gpus` fake ranks and reports
-    rank 0's second. `fake=False` runs on real CPU tensors (tiny models only): the tracker must
-    give the same bytes."""
+                    fake: bool = True, seed: int = 0, gpus_per_node: int = 8) -> TraceResult:
+    """Traces two optimizer steps of `model` under FSDP (`config.fsdp_version`) on `config.n_gpus`
+    fake ranks and reports rank 0's second. `fake=False` runs on real CPU tensors (tiny models
+    only): the tracker must give the same bytes. `gpus_per_node` shapes HYBRID_SHARD's mesh."""
     problem = fsdp_trace_problem(config)
     if problem:
         raise InvalidConfigurationError(problem)
@@ -170,9 +267,13 @@ def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: Op
     started = time.perf_counter()
     built = build_model(model, config)
     hf = built.model
+    v1 = config.fsdp_version == 1
+    wrapped = ("FullyShardedDataParallel units per decoder layer (+ LoRA linears), MixedPrecision, BACKWARD_PRE, "
+               "use_orig_params, forward under autocast" if v1 else
+               "decoder layers + root, whole model cast to fp32 after sharding")
     notes = list(built.notes) + [
-        f"FSDP2 {config.fsdp_strategy.value} traced as rank 0 of a fake process group of {config.n_gpus} ranks, "
-        "wrapped as accelerate 1.11 wraps it (decoder layers + root, whole model cast to fp32 after sharding)."]
+        f"FSDP{config.fsdp_version} {config.fsdp_strategy.value} traced as rank 0 of a fake process group of "
+        f"{config.n_gpus} ranks, wrapped as accelerate 1.11 wraps it ({wrapped})."]
     if config.optim.value != "adamw":
         notes.append(f"optim {config.optim.value} traced as torch AdamW ({impl}); its states differ.")
     torch.manual_seed(seed)
@@ -182,39 +283,61 @@ def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: Op
         return torch.empty(shape, dtype=dtype, device="cpu") if fake else torch.zeros(shape, dtype=dtype)
 
     with fake_process_group(config.n_gpus):
-        mesh = init_device_mesh("cpu", (config.n_gpus,))  # outside FakeTensorMode: its rank tensor is real
+        # outside FakeTensorMode: its rank tensor is real. HYBRID_SHARD: replicas x one node's GPUs
+        per_node = min(config.n_gpus, gpus_per_node)
+        shape = (config.n_gpus // per_node, per_node) if config.fsdp_strategy == FsdpStrategy.hybrid_shard \
+            else (config.n_gpus,)
+        mesh = init_device_mesh("cpu", shape)
         with mode or nullcontext():
             materialize(hf, empty)
-            _shard_like_accelerate(built, config, mesh)
-            trainable = [p for p in hf.parameters() if p.requires_grad]
+            if v1:
+                root = _wrap_like_accelerate_fsdp1(built, config, mesh)
+            else:
+                _shard_like_accelerate(built, config, mesh)
+                root = hf
+            trainable = [p for p in root.parameters() if p.requires_grad]
             input_ids = torch.randint(0, model.vocab_size, (config.micro_batch, config.seq_len))
             kwargs = {"fused": True} if impl == "fused" else {"foreach": True}
             optimizer = torch.optim.AdamW(trainable, lr=1e-5, **kwargs)
-        groups = _param_groups(hf)
+        groups = [] if v1 else _param_groups(hf)
+        handles = _fsdp1_handles(root) if v1 else []
         tracker = FsdpStorageTracker()
         tracker.record_from_step = 2
-        for p in {id(p): p for p in hf.parameters()}.values():
+        for p in {id(p): p for p in root.parameters()}.values():
             tracker.track(local(p), TRAINABLE if p.requires_grad else WEIGHTS)
-        for b in hf.buffers():
+        for h in handles:
+            tracker.track(h.flat_param, TRAINABLE if h.flat_param.requires_grad else WEIGHTS)
+        for b in root.buffers():
             tracker.track(local(b), WEIGHTS)
         tracker.track(input_ids, TRANSIENT)
-        hooks = _install_region_hooks(built, tracker, prepend=True)
-        hooks += [p.register_post_accumulate_grad_hook(lambda q: tracker.retag(q.grad, GRADIENTS)) for p in trainable]
+        hooks = _install_region_hooks(_with_fsdp1_wrappers(built, root) if v1 else built, tracker, prepend=True)
+        if not v1:
+            hooks += [p.register_post_accumulate_grad_hook(lambda q: tracker.retag(q.grad, GRADIENTS))
+                      for p in trainable]
+        amp = _param_dtype(config) if v1 else None  # accelerate's prepare_model autocast (FSDP1 only)
+        fsdp_hooks = _fsdp1_hooks(tracker, handles) if v1 else _fsdp_hooks(tracker)
         try:
-            with _no_packed_sequence_detection(), _fsdp_hooks(tracker), mode or nullcontext(), tracker:
+            with _no_packed_sequence_detection(), fsdp_hooks, mode or nullcontext(), tracker:
                 for step in (1, 2):
                     tracker.step = step
                     for micro in range(config.grad_accum):
-                        hf.set_requires_gradient_sync(micro == config.grad_accum - 1)
+                        sync = micro == config.grad_accum - 1
+                        context = nullcontext() if (sync or not v1) else root.no_sync()
+                        if not v1:
+                            hf.set_requires_gradient_sync(sync)
                         tracker.phase, tracker.region = "forward", "embed"
-                        loss = hf(input_ids=input_ids, labels=input_ids, use_cache=False).loss
-                        if config.grad_accum > 1:
-                            loss = loss / config.grad_accum
-                        tracker.phase, tracker.region = "backward", "head"
-                        loss.backward()
-                        del loss
+                        with context:
+                            loss = _forward_loss(root, input_ids, amp)
+                            if config.grad_accum > 1:
+                                loss = loss / config.grad_accum
+                            tracker.phase, tracker.region = "backward", "head"
+                            loss.backward()
+                            del loss
                     tracker.phase, tracker.region = "optimizer", ""
-                    torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM, foreach=True)
+                    if v1:
+                        root.clip_grad_norm_(MAX_GRAD_NORM)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM, foreach=True)
                     optimizer.step()
                     for state in optimizer.state.values():
                         for value in state.values():
@@ -225,14 +348,22 @@ def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: Op
                     # after the first forward's lazy init): in backward they are in flight
                     tracker.param_shapes = {(tuple(fp._orig_size), fp.param_dtype or fp.orig_dtype)
                                             for g in groups for fp in g.fsdp_params if fp.sharded_param.requires_grad}
+                    if v1:
+                        tracker.param_shapes = {(tuple(shape), _param_dtype(config)) for h in handles
+                                                if h.flat_param.requires_grad for shape in h.flat_param._shapes}
+                        _tag_fsdp1_buffers(tracker, handles)
         finally:
             for h in hooks:
                 h.remove()
             tracker.detach_all()
 
     peak = tracker.peak
-    n_trainable = sum(p.numel() for p in trainable)
-    n_total = sum(fp._orig_size.numel() for g in groups for fp in g.fsdp_params)
+    if v1:
+        n_trainable = sum(h.flat_param._unpadded_unsharded_size.numel() for h in handles if h.flat_param.requires_grad)
+        n_total = sum(h.flat_param._unpadded_unsharded_size.numel() for h in handles)
+    else:
+        n_trainable = sum(p.numel() for p in trainable)
+        n_total = sum(fp._orig_size.numel() for g in groups for fp in g.fsdp_params)
     if config.method == Method.qlora:
         notes.append("the 4-bit base is traced in 16 bits: its sharded and gathered bytes are the formula's")
     return TraceResult(

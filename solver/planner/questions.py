@@ -117,6 +117,8 @@ def nearest_fit(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Es
     equals (the recommender with the file's knobs pinned but one group, for each group; global
     batch and sequence length stay); None if none fits."""
     pinned = {k: getattr(config, k) for k in Pins.model_fields}
+    if config.fsdp_strategy is None:
+        pinned["fsdp_version"] = None  # FSDP's version means nothing without FSDP
     settings = SolverSettings(time_limit_s=NEAREST_FIT_TIME_LIMIT_S)
     best = None
     for group in RELAX_GROUPS:
