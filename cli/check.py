@@ -83,7 +83,8 @@ def check_command(yaml_path: str, gpus: str, model: str | None, n_gpus: int | No
     """Does an existing LLaMA-Factory training YAML fit on these GPUs?"""
     gpu_set = parse_gpu_set(gpus)
     fsdp = _accelerate_fsdp(yaml_path, accelerate_config)
-    used = n_gpus or (fsdp.num_processes if fsdp is not None and fsdp.num_processes else None) or gpu_set.total_gpus
+    launched = fsdp.num_processes if fsdp is not None else None  # the accelerate config's num_processes
+    used = n_gpus or launched or gpu_set.total_gpus
     if used > gpu_set.total_gpus:
         raise InvalidConfigurationError(f"--n-gpus {used} is more than the {gpu_set.total_gpus} GPUs in {gpu_set.label()}")
     probe = read_llamafactory_config(yaml_path, n_gpus=used, fsdp=fsdp)

@@ -236,7 +236,8 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
     - backward_start (FSDP2, the root resharded after forward): the root re-gathered, flat buffer
       and parameters, while the loss's saved tensors wait for their gradients;
     - backward_layer_end: the end of layer L-2's backward: all its gradients, layer L-1's kept
-      reduce-scatter input and sharded gradients, layer L-3 prefetched;
+      reduce-scatter input and sharded gradients, layer L-3 prefetched; FSDP1 then builds the
+      unit's flat gradient (backward_layer_cat);
     - root_reduce (full fine-tuning): the root's gradients reduce-scattered last."""
     ns = shard_group_size(config, gpus_per_node)
     n_layers = model.num_layers
@@ -261,6 +262,13 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
             return 0.0
         return HALF_BYTES * (_mlp_trainable_params(model, config, index) if mlp_only
                              else layer_trainable_params(model, config, index))
+
+    # FSDP1 + LoRA: each adapter linear is its own unit, built and reduced on its own (at most one
+    # adapter's flat gradient at a time); otherwise the layer is one unit
+    leaf_units = not v2 and config.uses_lora and reshard
+
+    def unit_grads16(index: int) -> float:
+        return HALF_BYTES * _largest_trainable_matrix(model, config) if leaf_units else grads16(index)
 
     def shards_after(index: int) -> float:
         return _sharded_grad_bytes(model, config, range(index + 1, n_layers), ns)
@@ -300,7 +308,9 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
     # this layer's backward ends (FSDP1 trace, llama-shaped LoRA, 8 ranks)
     mid_layer_prefetch = reshard and (v2 or not config.uses_lora)
 
-    layer_end_index = max(last - 1, 0) if (reshard or v2) else last
+    # FSDP2 peaks at the end of layer L-2's backward, with layer L-1's reduce-scatter input kept; FSDP1
+    # keeps nothing of the previous unit, so at the end of the first layer's (more activations alive)
+    layer_end_index = max(last - 1, 0) if v2 else last
 
     def fsdp_terms(name: str) -> dict[Term, float]:
         prefetch = layer if reshard else 0.0
@@ -315,12 +325,12 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
             up, ag = gathered(forward_units(0), flat=root)
         elif name == "loss":
             up, ag = gathered(forward_units(0), prefetch=prefetch)
-        elif name in ("backward_first_layer", "backward", "backward_layer_end", "backward_last_layer"):
-            # the end of layer L-2's backward (FSDP2: with layer L-1's reduce-scatter input kept);
-            # FSDP1 SHARD_GRAD_OP peaks at the end of the first layer's, with every layer still gathered
-            k = {"backward_layer_end": layer_end_index, "backward_last_layer": 0}.get(name, last)
-            prefetching = k > 0 and (name == "backward_layer_end"
-                                     or (mid_layer_prefetch and name != "backward_last_layer"))
+        elif name in ("backward_first_layer", "backward", "backward_layer_end", "backward_layer_cat",
+                      "backward_last_layer"):
+            k = {"backward_layer_end": layer_end_index, "backward_layer_cat": layer_end_index,
+                 "backward_last_layer": 0}.get(name, last)
+            at_end = name in ("backward_layer_end", "backward_layer_cat")
+            prefetching = k > 0 and (at_end or (mid_layer_prefetch and name != "backward_last_layer"))
             up, ag = gathered(backward_units(k), prefetch=prefetch if prefetching else 0.0)
             if accumulating:
                 # Under no_sync nothing is reduced; in the last micro-step the layers after k are: their
@@ -330,7 +340,7 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
                     t[Term.unsharded_grads] += in_flight + (output_grad if model.tie_word_embeddings else 0.0)
                 else:  # FSDP1 builds each new flat gradient by `cat` before adding it (and the root's
                     # waits for the embedding's): FSDP1 trace, llama-shaped full, 3 micro-steps
-                    new = 2 * grads16(k) if name == "backward_layer_end" else grads16(k, mlp_only=True)
+                    new = 2 * grads16(k) if at_end else grads16(k, mlp_only=True)
                     t[Term.unsharded_grads] += output_grad + new
                 _last_micro_step(t, k)
             elif name in ("backward_first_layer", "backward", "backward_last_layer"):
@@ -338,9 +348,11 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
                 t[Term.reduce_scatter_buffers] = grads16(k + 1) if v2 else 0.0
                 t[Term.gradients] = shards_after(k)
             else:  # the end of the layer's backward: all its gradients
-                t[Term.unsharded_grads] += output_grad + grads16(k)
-                # FSDP2 keeps the previous unit's reduce-scatter input; FSDP1 builds this unit's flat gradient
-                t[Term.reduce_scatter_buffers] = grads16(k + 1) if v2 else grads16(k)
+                t[Term.unsharded_grads] += output_grad + unit_grads16(k)
+                # FSDP2 keeps the previous unit's reduce-scatter input; FSDP1 builds this unit's flat
+                # gradient by `cat` (backward_layer_cat), after the norm's temporaries are gone
+                t[Term.reduce_scatter_buffers] = grads16(k + 1) if v2 else (
+                    unit_grads16(k) if name == "backward_layer_cat" else 0.0)
                 t[Term.gradients] = shards_after(k)
         elif name == "backward_end":  # the embedding's gradient is being made
             up, ag = gathered(0)
@@ -391,11 +403,13 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
             terms[Term.embedding_gradient] = _embedding_gradient(model, config) + added
         moments.append(moment(m.name, m.phase, terms))
         if m.name in ("backward_first_layer", "backward"):
+            before = {**resident, **dequant,
+                      Term.activations: _activations_before_layer(model, config, layer_end_index)}
             moments.append(moment("backward_layer_end", m.phase, {
-                **resident, **dequant,
-                Term.activations: _activations_before_layer(model, config, layer_end_index),
-                Term.backward_working_set: per_token(LAYER_END_BACKWARD_BYTES_PER_HIDDEN * model.hidden_size,
-                                                     config.seq_len)}))
+                **before, Term.backward_working_set: per_token(LAYER_END_BACKWARD_BYTES_PER_HIDDEN * model.hidden_size,
+                                                               config.seq_len)}))
+            if not v2:  # FSDP1's flat `cat` comes after the input norm's backward has freed its temporaries
+                moments.append(moment("backward_layer_cat", m.phase, before))
         if m.name == "backward_end":
             moments.append(moment("root_reduce", m.phase, {**resident, **dequant}))
     return moments
