@@ -326,10 +326,10 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
         elif name == "loss":
             up, ag = gathered(forward_units(0), prefetch=prefetch)
         elif name in ("backward_first_layer", "backward", "backward_layer_end", "backward_layer_cat",
-                      "backward_last_layer"):
+                      "backward_next_layer_cat", "backward_last_layer"):
             k = {"backward_layer_end": layer_end_index, "backward_layer_cat": layer_end_index,
-                 "backward_last_layer": 0}.get(name, last)
-            at_end = name in ("backward_layer_end", "backward_layer_cat")
+                 "backward_next_layer_cat": max(last - 1, 0), "backward_last_layer": 0}.get(name, last)
+            at_end = name in ("backward_layer_end", "backward_layer_cat", "backward_next_layer_cat")
             prefetching = k > 0 and (at_end or (mid_layer_prefetch and name != "backward_last_layer"))
             up, ag = gathered(backward_units(k), prefetch=prefetch if prefetching else 0.0)
             if accumulating:
@@ -352,7 +352,7 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
                 # FSDP2 keeps the previous unit's reduce-scatter input; FSDP1 builds this unit's flat
                 # gradient by `cat` (backward_layer_cat), after the norm's temporaries are gone
                 t[Term.reduce_scatter_buffers] = grads16(k + 1) if v2 else (
-                    unit_grads16(k) if name == "backward_layer_cat" else 0.0)
+                    unit_grads16(k) if name != "backward_layer_end" else 0.0)
                 t[Term.gradients] = shards_after(k)
         elif name == "backward_end":  # the embedding's gradient is being made
             up, ag = gathered(0)
@@ -408,8 +408,12 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
             moments.append(moment("backward_layer_end", m.phase, {
                 **before, Term.backward_working_set: per_token(LAYER_END_BACKWARD_BYTES_PER_HIDDEN * model.hidden_size,
                                                                config.seq_len)}))
-            if not v2:  # FSDP1's flat `cat` comes after the input norm's backward has freed its temporaries
+            if not v2:  # FSDP1's flat `cat` comes after the input norm's backward has freed its temporaries;
+                # at layer L-2 one layer's activations fewer but layer L-1's gradient shards more
                 moments.append(moment("backward_layer_cat", m.phase, before))
+                if n_layers > 1:
+                    moments.append(moment("backward_next_layer_cat", m.phase, {
+                        **before, Term.activations: _activations_before_layer(model, config, last - 1)}))
         if m.name == "backward_end":
             moments.append(moment("root_reduce", m.phase, {**resident, **dequant}))
     return moments
