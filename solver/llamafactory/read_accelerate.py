@@ -127,8 +127,9 @@ def fsdp_from_accelerate_mapping(raw: dict, *, source: str) -> FsdpRun | None:
             warnings.append("fsdp_sharding_strategy is deprecated under fsdp_version 2 (accelerate uses "
                             "fsdp_reshard_after_forward)")
         if _boolean(values.get("fsdp_forward_prefetch"), "fsdp_forward_prefetch", errors, False):
-            errors.append("fsdp_forward_prefetch: forward_prefetch is not yet implemented in FSDP2 (accelerate 1.11 "
-                          "raises): set it to false or use fsdp_version 1")
+            # accelerate 1.11 reads FSDP_FORWARD_PREFETCH only for FSDP1 (utils/dataclasses.py:1897-1900)
+            warnings.append("fsdp_forward_prefetch is ignored under fsdp_version 2 (accelerate reads it for FSDP1 "
+                            "only); FSDP2 prefetches in backward only")
         reshard = _boolean(values.get("fsdp_reshard_after_forward"), "fsdp_reshard_after_forward", errors, True)
         strategy = FsdpStrategy.full_shard if reshard else FsdpStrategy.shard_grad_op
     else:
