@@ -31,17 +31,20 @@ def working_directory(path: str):
 
 
 def what_fits() -> None:
-    for label, pins in [("every knob free", {}), ("without DeepSpeed (plain DDP, --zero 0)", {"zero_stage": 0})]:
+    for label, pins in [("every knob free", {}),
+                        ("without sharding (plain DDP, --sharding none)", {"sharding": "none"})]:
         say(f"{MODEL} on {GPUS}, {label}: the fastest plan at each sequence length")
         rows, reasons = [], []
         for row in fitplan.sweep([MODEL], [GPUS], seq_lens=SEQ_LENS, **pins):
             if row.fits:
+                engine = {"none": "none", "deepspeed": f"ZeRO-{row.zero_stage}",
+                          "fsdp": f"FSDP{row.fsdp_version} {row.fsdp_strategy}"}[row.sharding]
                 rows.append([row.seq_len, row.method, row.bits, row.lora_rank, row.micro_batch, row.grad_accum,
-                             row.zero_stage, row.offload, row.precision, row.attn, row.peak_gib, row.tokens_per_s])
+                             engine, row.offload, row.precision, row.attn, row.peak_gib, row.tokens_per_s])
             else:
                 rows.append([row.seq_len, "nothing fits"] + [""] * 10)
                 reasons.append(f"seq {row.seq_len}: {row.reason}")
-        table(["seq", "method", "bits", "rank", "micro", "accum", "ZeRO", "offload", "precision", "attn",
+        table(["seq", "method", "bits", "rank", "micro", "accum", "sharding", "offload", "precision", "attn",
                "peak GiB", "tokens/s"], rows)
         for reason in reasons:
             say(reason)

@@ -119,19 +119,27 @@ def _root_trainable(model: ModelSpec, config: TrainConfig) -> int:
 def gathered_layer_bytes(model: ModelSpec, config: TrainConfig, index: int) -> float:
     """One decoder layer as FSDP gathers it for compute: every parameter in the 16-bit param
     dtype (frozen NF4 stays packed). NO_SHARD gathers nothing; its mixed-precision copy of the
-    trainable parameters is what it adds (FSDP1 `_mp_shard`, freed in `post_reshard`)."""
+    trainable parameters is what it adds (FSDP1 `_mp_shard`, freed in `post_reshard`), unless
+    offloaded."""
     trained = HALF_BYTES * layer_trainable_params(model, config, index)
     if config.fsdp_version == 1 and config.uses_lora and config.fsdp_strategy in (FsdpStrategy.full_shard,
                                                                                    FsdpStrategy.hybrid_shard):
         # each LoRA linear is a unit of its own (peft's wrap policy), gathered one at a time
         trained = HALF_BYTES * _largest_trainable_matrix(model, config)
-    if config.fsdp_strategy == FsdpStrategy.no_shard:
+    if _copies_only_trainable(config):
         return trained
     return _layer_frozen_bytes(model, config, index) + trained
 
 
+def _copies_only_trainable(config: TrainConfig) -> bool:
+    """NO_SHARD computes on the parameters in place, adding only the 16-bit copy of fp32 ones; with
+    CPU offload every unit is copied to the GPU to compute (FSDP1 `_flat_param.py` NO_SHARD +
+    CPU offloading), as a gathered unit."""
+    return config.fsdp_strategy == FsdpStrategy.no_shard and config.offload != Offload.all
+
+
 def gathered_root_bytes(model: ModelSpec, config: TrainConfig) -> float:
-    if config.fsdp_strategy == FsdpStrategy.no_shard:
+    if _copies_only_trainable(config):
         return HALF_BYTES * _root_trainable(model, config)
     return HALF_BYTES * root_params(model)
 
@@ -462,11 +470,13 @@ def fsdp_load(model: ModelSpec, config: TrainConfig, gpus_per_node: int, *,
       every parameter, same lines: the figure is then every rank's either way.)
     - GPU: FSDP1 wraps bottom-up; each unit is moved to the GPU whole (`_move_module_to_device`)
       and flattened by `torch.cat` into its flat parameter before it is sharded, so the largest
-      unit (the root) is briefly there twice, on top of the shards already made."""
+      unit (the root) is briefly there twice, on top of the shards already made (which CPU
+      offload moves to the host as they are made)."""
     ranks = min(config.n_gpus, gpus_per_node)
     checkpoint = HALF_BYTES * model.total_params()
     one_reader = cpu_ram_efficient_loading and (config.bits != 16 or ranks == 1)
     host = checkpoint * (1 if one_reader else ranks)
-    states = fsdp_model_states(model, config.model_copy(update={"offload": Offload.none}), gpus_per_node)
+    # with CPU offload each unit's shard moves to the host as soon as it is made
+    states = fsdp_model_states(model, config, gpus_per_node)
     unit = max(HALF_BYTES * root_params(model), _largest_gathered_layer(model, config))
     return FsdpLoad(gpu_bytes=states.weights + states.trainable_params + 2 * unit, host_ram_bytes=host)

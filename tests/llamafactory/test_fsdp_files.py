@@ -19,7 +19,13 @@ from fitplan.solver.llamafactory.read_accelerate import (
 from fitplan.solver.llamafactory.read_yaml import config_from_mapping
 from fitplan.solver.llamafactory.write_accelerate import FSDP_CONFIG_YAML
 from fitplan.solver.llamafactory.write_deepspeed import deepspeed_config
-from fitplan.solver.llamafactory.write_yaml import DS_CONFIG_JSON, LAUNCH_SH, TRAIN_YAML, EmitPlaceholders, llamafactory_files
+from fitplan.solver.llamafactory.write_yaml import (
+    DS_CONFIG_JSON,
+    LAUNCH_SH,
+    TRAIN_YAML,
+    EmitPlaceholders,
+    llamafactory_files,
+)
 from fitplan.solver.problem.config import TrainConfig
 from fitplan.solver.problem.knobs import FsdpStrategy, Offload, Precision
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
@@ -159,9 +165,8 @@ def test_hf_trainers_own_fsdp_keys_in_the_training_yaml_are_read():
     run = fsdp_from_training_args({"fsdp": "shard_grad_op auto_wrap offload", "fsdp_config": {"version": 1}},
                                   source="train.yaml")
     assert (run.strategy, run.offload, run.version) == (FsdpStrategy.shard_grad_op, Offload.all, 1)
-    v2 = fsdp_from_training_args({"fsdp": ["full_shard", "auto_wrap"], "fsdp_config": {"version": 2,
-                                                                                        "reshard_after_forward": False}},
-                                 source="train.yaml")
+    raw = {"fsdp": ["full_shard", "auto_wrap"], "fsdp_config": {"version": 2, "reshard_after_forward": False}}
+    v2 = fsdp_from_training_args(raw, source="train.yaml")
     assert (v2.strategy, v2.version) == (FsdpStrategy.shard_grad_op, 2)
     assert fsdp_from_training_args({}, source="train.yaml") is None
     with pytest.raises(ConfigFileError, match="auto_wrap"):
