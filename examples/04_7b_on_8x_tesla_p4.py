@@ -5,29 +5,16 @@ slow fp16). What fits (method, bits, sequence length, batch), and the LLaMA-Fact
 Run: `python examples/04_7b_on_8x_tesla_p4.py` (the files are written to a temporary folder and
 printed)."""
 
-import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 from _transcript import fitplan as run_fitplan
-from _transcript import say, table
+from _transcript import say, table, working_directory
 
 import fitplan
 
 MODEL, GPUS = "llama-2-7b", "8xP4"
 SEQ_LENS = [256, 512, 1024, 2048, 4096]
-
-
-@contextlib.contextmanager
-def working_directory(path: str):
-    """Run the command in a scratch folder so the files it writes go there (and paths print short)."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def what_fits() -> None:

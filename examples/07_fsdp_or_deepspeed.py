@@ -6,25 +6,13 @@ and the files of an FSDP plan are printed.
 
 Run: `python examples/07_fsdp_or_deepspeed.py` (files go to a temporary folder and are printed)."""
 
-import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 from _transcript import fitplan as run_fitplan
-from _transcript import say, table
+from _transcript import say, table, working_directory
 
 import fitplan
-
-
-@contextlib.contextmanager
-def working_directory(path: str):
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def engines(model: str, gpus: str, seq_len: int, **pins) -> None:

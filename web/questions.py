@@ -27,7 +27,8 @@ MAX_TEXT_CHARS = 256  # names and placeholders; a longer one is no name (and too
 
 # The knobs, as `fitplan.estimate` / `recommend` keywords (cli/options.py KNOB_NAMES).
 KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
+               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus", "sharding",
+               "fsdp_strategy", "fsdp_version")
 WORKLOAD_FIELDS = ("seq_len", "global_batch", "packing", "mean_sample_len")
 UPLOADED_MODEL_NAME = "uploaded-config"  # the name of an uploaded config.json without _name_or_path
 UPLOADED_MODEL_ARG = "config.json"  # what the reproducing command passes as --model for an upload
@@ -69,6 +70,9 @@ class EstimateQuestion(BaseModel):
     optim: str | None = None
     precision: str | None = None
     n_gpus: int | None = Field(default=None, ge=1)
+    sharding: str | None = None
+    fsdp_strategy: str | None = None
+    fsdp_version: int | None = Field(default=None, ge=1, le=2)
 
     @field_validator("config_json", mode="before")
     @classmethod

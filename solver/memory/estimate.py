@@ -11,6 +11,7 @@ from ..problem.config import TrainConfig, check_runnable
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from ..units import format_gib
+from .fsdp import fsdp_load
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
 from .params import frozen_params, trainable_params
 from .peak import host_ram_bytes, step_moments
@@ -89,6 +90,11 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
                      "positions: set rope_scaling")
     if config.method.value == "qlora":
         notes.append("bitsandbytes storage is modelled by formula (blockwise NF4/int8 constants)")
+    if config.fsdp_strategy is not None:
+        load = fsdp_load(model, config, gpus.gpus_per_node)
+        notes.append(f"loading under FSDP (fsdp_cpu_ram_efficient_loading): local rank 0 of each node reads the "
+                     f"checkpoint into host RAM, up to {format_gib(load.host_ram_bytes, digits=1)} (16-bit bytes), "
+                     f"and each GPU briefly holds {format_gib(load.gpu_bytes, digits=1)}; not in the figures above")
     return Estimate(
         model=model.name,
         gpus=gpus.label(),

@@ -41,6 +41,7 @@ from .step import (
     _install_region_hooks,
     _no_packed_sequence_detection,
     require_trace_dependencies,
+    step_and_label_states,
 )
 
 FSDP_TRACE_CANNOT_SEE = (
@@ -261,7 +262,7 @@ def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: Op
 
     from .build import build_model, materialize
     from .fsdp_tracker import FsdpStorageTracker, local
-    from .tracker import GRADIENTS, OPTIMIZER_STATES, TRAINABLE, TRANSIENT, WEIGHTS
+    from .tracker import GRADIENTS, TRAINABLE, TRANSIENT, WEIGHTS
 
     impl: OptimizerImpl = optimizer_impl or DEFAULT_OPTIMIZER_IMPL
     started = time.perf_counter()
@@ -338,12 +339,7 @@ def trace_fsdp_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl: Op
                         root.clip_grad_norm_(MAX_GRAD_NORM)
                     else:
                         torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM, foreach=True)
-                    optimizer.step()
-                    for state in optimizer.state.values():
-                        for value in state.values():
-                            if isinstance(value, torch.Tensor):
-                                tracker.retag(value, OPTIMIZER_STATES)
-                    optimizer.zero_grad(set_to_none=True)
+                    step_and_label_states(optimizer, tracker)
                     # autograd's gradients of the gathered parameters, as FSDP sizes them (known
                     # after the first forward's lazy init): in backward they are in flight
                     tracker.param_shapes = {(tuple(fp._orig_size), fp.param_dtype or fp.orig_dtype)

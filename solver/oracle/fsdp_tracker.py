@@ -22,8 +22,6 @@ What FSDP2 (torch 2.13 `fully_shard`) needs beyond the dense tracker:
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch._guards import active_fake_mode
 from torch.distributed.tensor import DTensor
@@ -63,28 +61,12 @@ class FsdpStorageTracker(StorageTracker):
     def retag(self, tensor: torch.Tensor, category: str) -> None:
         super().retag(local(tensor), category)
 
-    def _track_storage(self, storage) -> None:
-        key = storage._cdata
-        size = rounded_bytes(storage.nbytes())
-        category = self._category_for_new()
-        self._seq += 1
-        if self.events is not None:
-            self.events.append(("alloc", self._seq, storage.nbytes()))
-        self._live[key] = (size, category, self._seq)
-        if category == ACTIVATIONS:
-            self._region_of[key] = self.region
-            self.activations_by_region[self.region] = self.activations_by_region.get(self.region, 0) + size
-        self.by_category[category] += size
-        self.live_bytes += size
-        self._finalizers[key] = weakref.finalize(storage, self._release, key)
-        self._note_peak()
-
     def _resized(self, storage) -> None:
         key = storage._cdata
         entry = self._live.get(key)
         if entry is None:
             if storage.nbytes():
-                self._track_storage(storage)
+                self.track_storage(storage)
             return
         size, category, _seq = entry
         new = rounded_bytes(storage.nbytes()) if storage.nbytes() else 0

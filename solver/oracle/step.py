@@ -126,7 +126,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from .build import build_model, materialize
-    from .tracker import GRADIENTS, OPTIMIZER_STATES, TRAINABLE, TRANSIENT, WEIGHTS, StorageTracker
+    from .tracker import GRADIENTS, TRAINABLE, TRANSIENT, WEIGHTS, StorageTracker
 
     impl: OptimizerImpl = optimizer_impl or DEFAULT_OPTIMIZER_IMPL
     started = time.perf_counter()
@@ -199,12 +199,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
                     del found_inf
                 del grads
                 torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM, foreach=True)
-                optimizer.step()
-                for state in optimizer.state.values():
-                    for value in state.values():
-                        if isinstance(value, torch.Tensor):
-                            tracker.retag(value, OPTIMIZER_STATES)
-                optimizer.zero_grad(set_to_none=True)
+                step_and_label_states(optimizer, tracker)
     finally:
         for h in hooks:
             h.remove()
@@ -224,6 +219,20 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
         trainable_params=n_trainable, frozen_params=n_total - n_trainable,
         micro_steps_per_step=config.grad_accum, elapsed_s=round(time.perf_counter() - started, 3),
         notes=notes, events=tracker.events)
+
+
+def step_and_label_states(optimizer, tracker) -> None:
+    """The optimizer step, its states labelled as such, and `zero_grad(set_to_none=True)`."""
+    import torch
+
+    from .tracker import OPTIMIZER_STATES
+
+    optimizer.step()
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                tracker.retag(value, OPTIMIZER_STATES)
+    optimizer.zero_grad(set_to_none=True)
 
 
 @contextmanager

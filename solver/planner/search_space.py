@@ -23,17 +23,8 @@ from dataclasses import dataclass
 
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance, pinned_sharding
-from ..problem.knobs import (
-    DEFAULT_FSDP_VERSION,
-    LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
-    Attention,
-    FsdpStrategy,
-    Method,
-    Offload,
-    Optimizer,
-    Precision,
-    Sharding,
-)
+from ..problem.knobs import DEFAULT_FSDP_VERSION, LLAMAFACTORY_DEFAULT_FREEZE_LAYERS, Attention, FsdpStrategy, Method
+from ..problem.knobs import Offload, Optimizer, Precision, Sharding
 from ..problem.rules import attention_allowed, bits_allowed, combination_problems, precision_allowed
 from ..specs.gpu import GpuSet
 
