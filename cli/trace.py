@@ -1,6 +1,7 @@
 """`fitplan trace`: run one real training step of the Hugging Face model code on fake tensors
-and print its tensor-memory peak beside the formula's, term by term. With `--sharding fsdp
---fsdp-version 2` the step is FSDP2's, as rank 0 of a fake process group of --n-gpus ranks.
+and print its tensor-memory peak beside the formula's, term by term. With `--sharding fsdp` the
+step is FSDP's (FSDP1, or FSDP2 with --fsdp-version 2), as rank 0 of a fake process group of
+--n-gpus ranks.
 
 Needs the [trace] extra (torch, transformers, peft); everything else in fitplan does not."""
 
@@ -49,7 +50,8 @@ def trace_command(model: str, gpus: str, seq_len: int, global_batch: int | None,
     if config.fsdp_strategy is not None:
         from fitplan.solver.oracle.fsdp_step import trace_fsdp_step
 
-        traced = trace_fsdp_step(instance.model, config, optimizer_impl=optimizer_impl)
+        traced = trace_fsdp_step(instance.model, config, optimizer_impl=optimizer_impl,
+                                 gpus_per_node=instance.gpus.gpus_per_node)
     else:
         traced = trace_training_step(instance.model, config, optimizer_impl=optimizer_impl)
     data = comparison(traced, formula)
