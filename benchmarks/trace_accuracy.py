@@ -14,6 +14,11 @@ grid per family: the tiny config of each (solver/oracle/small_models.py MODERN_S
 LoRA / full x checkpointing on / off x SDPA / eager x seq 256 / 512, and the published configs in
 tests/data/configs/ at full size for two LoRA points. The summary gives the largest |error| per
 family.
+    .venv/bin/python benchmarks/trace_accuracy.py --fsdp     # FSDP2 and FSDP1 on fake process groups (~15 min)
+
+The FSDP rows trace rank 0 of a fake process group of 2 or 8 ranks (solver/oracle/fsdp_step.py)
+and print, besides both peaks, each term of the formula's moment for the traced peak minus the
+traced term, as a fraction of the traced peak.
 """
 
 from __future__ import annotations
@@ -56,6 +61,13 @@ FULL_SIZE = ["qwen3-30b-a3b.json", "qwen1.5-moe-a2.7b.json", "mixtral-8x7b-v0.1.
              "deepseek-v2-lite.json", "llama-4-scout-17b-16e-instruct.abridged.json", "gemma-3-1b-it.json",
              "gemma-3-4b-it.reconstructed.json", "phi-4.json", "olmo-2-1124-7b.json"]
 FULL_SIZE_POINTS = [dict(method="lora", seq_len=1024), dict(method="lora", seq_len=512, grad_ckpt=False)]
+# FSDP: two families (llama, qwen2), tied and untied embeddings, LoRA and full, 2 and 8 ranks
+FSDP_ROWS = [(name, method, world, version) for version in (2, 1)
+             for name, methods in (("qwen2.5-0.5b", ("lora", "full")), ("llama-3.2-1b", ("lora", "full")),
+                                   ("qwen2.5-7b", ("lora",)), ("llama-2-7b", ("lora",)))
+             for method in methods for world in (2, 8)]
+FSDP_SEQ_LEN = 1024
+GPUS_PER_NODE = 8
 
 
 def rows(quick: bool):
@@ -75,14 +87,64 @@ def family_rows(quick: bool):
             model = load_model(str(CONFIGS / fixture))
             for knobs in FULL_SIZE_POINTS:
                 yield f"{model.model_type} (full size)", model, knobs
+def _fsdp_moment(trace, moments: dict, micro_batch: int) -> str:
+    """The formula moment for the traced peak: the nearest total among the traced phase's."""
+    forward = ("forward_first_unit", "forward_last_layer", "forward_end")
+    if trace.peak_phase == "optimizer":
+        names = ["optimizer"]
+    elif trace.peak_phase == "forward":
+        names = [n for n in forward if n in moments]
+    else:
+        names = [n for n in moments if n != "optimizer" and n not in forward]
+    return min(names, key=lambda n: abs(moments[n].total().at(micro_batch) - trace.traced_peak_bytes))
+
+
+def fsdp_main() -> int:
+    from fitplan.solver.memory.peak import step_moments
+    from fitplan.solver.oracle.fsdp_step import trace_fsdp_step
+
+    errors, worst_term = [], 0.0
+    print(f"{'model':<13} {'config':<24} {'formula GiB':>11} {'traced GiB':>10} {'error':>7}  traced peak -> "
+          "formula moment; terms (formula - traced) / traced peak")
+    for name, method, world, version in FSDP_ROWS:
+        model = load_model(name)
+        config = TrainConfig(method=method, seq_len=FSDP_SEQ_LEN, micro_batch=1, n_gpus=world,
+                             fsdp_strategy="full_shard", fsdp_version=version)
+        started = time.perf_counter()
+        trace = trace_fsdp_step(model, config, gpus_per_node=GPUS_PER_NODE)
+        moments = {m.name: m for m in step_moments(model, config, GPUS_PER_NODE)}
+        peak = max(m.total().at(1) for m in moments.values())
+        error = peak / trace.traced_peak_bytes - 1
+        errors.append(abs(error))
+        matched = _fsdp_moment(trace, moments, 1)
+        formula_terms, traced_terms = moments[matched].bytes_at(1), trace.breakdown_bytes
+        if version == 1:  # FSDP1's in-flight per-parameter gradients: transient in the trace
+            formula_terms = dict(formula_terms)
+            traced_terms = dict(traced_terms)
+            for side in (formula_terms, traced_terms):
+                side["transient"] = side.get("transient", 0) + side.pop("unsharded_grads", 0)
+        deltas = {t: (formula_terms.get(t, 0) - traced_terms.get(t, 0)) / trace.traced_peak_bytes
+                  for t in sorted(set(formula_terms) | set(traced_terms))}
+        worst_term = max([worst_term] + [abs(d) for d in deltas.values()])
+        shown = " ".join(f"{t}{d:+.2%}" for t, d in deltas.items() if abs(d) >= 0.0005) or "all terms within 0.05%"
+        label = f"FSDP{version} {method} w{world} s{FSDP_SEQ_LEN}"
+        print(f"{name:<13} {label:<24} {peak / GIB:11.3f} {trace.traced_peak_bytes / GIB:10.3f} {error:+7.2%}  "
+              f"{trace.peak_phase}/{trace.peak_layer} -> {matched}; {shown} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"\n{len(errors)} FSDP rows: median |peak error| {statistics.median(errors):.2%}, max {max(errors):.2%}; "
+          f"largest term difference {worst_term:.2%} of the traced peak")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one point per model")
     parser.add_argument("--families", action="store_true", help="only the model types of issue 13")
+    parser.add_argument("--fsdp", action="store_true", help="the FSDP rows (fake process groups) instead")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.fsdp:
+        return fsdp_main()
     errors = []
     by_family: dict[str, list[float]] = {}
     print(f"{'model':<14} {'config':<34} {'formula GiB':>11} {'traced GiB':>10} {'error':>8}  "

@@ -1,7 +1,8 @@
 """`fitplan check train.yaml --gpus 4xA10`: does an existing LLaMA-Factory config fit?
 
-Reads the YAML (and its DeepSpeed JSON), maps it onto the memory model, prints the breakdown,
-what would run out of memory first, and the nearest configuration that fits.
+Reads the YAML (and its DeepSpeed JSON, or with --accelerate-config the accelerate FSDP config the
+run launches with), maps it onto the memory model, prints the breakdown, what would run out of
+memory first, and the nearest configuration that fits.
 Exit 0 fits, 3 does not fit, 2 bad input (including a file LLaMA-Factory would reject)."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import click
 
 from fitplan.solver.errors import FitplanError, InvalidConfigurationError, UnknownModelError
-from fitplan.solver.llamafactory.read_yaml import LlamaFactoryRun, read_llamafactory_config
+from fitplan.solver.llamafactory.read_accelerate import FsdpRun, sibling_fsdp_config
+from fitplan.solver.llamafactory.read_yaml import LlamaFactoryRun, read_accelerate_config, read_llamafactory_config
 from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.planner.questions import nearest_fit
 from fitplan.solver.problem.answers import Estimate
@@ -46,6 +48,22 @@ def _estimate_for_file(model: ModelSpec, gpus: GpuSet, run: LlamaFactoryRun) -> 
     return estimate(model, gpus, run.config)
 
 
+def _accelerate_fsdp(yaml_path: str, accelerate_config: str | None) -> FsdpRun | None:
+    """The FSDP settings the run launches with. Without --accelerate-config, an FSDP accelerate
+    config beside the YAML means the run probably launches with it: refused rather than estimated
+    as plain DDP."""
+    if accelerate_config is not None:
+        return None if accelerate_config.lower() == "none" else read_accelerate_config(accelerate_config)
+    from pathlib import Path
+
+    sibling = sibling_fsdp_config(Path(yaml_path))
+    if sibling is not None:
+        raise InvalidConfigurationError(
+            f"{sibling} beside {yaml_path} sets distributed_type: FSDP: pass --accelerate-config {sibling} to check "
+            "the FSDP run, or --accelerate-config none to check it as launched without (plain DDP)")
+    return None
+
+
 @click.command("check")
 @click.argument("yaml_path", metavar="TRAIN_YAML")
 @click.option("--gpus", "gpus", required=True, help="GPU set the file will run on: 4xA10, 2x8xH100, or a VRAM budget 1x24GiB.")
@@ -57,26 +75,33 @@ def _estimate_for_file(model: ModelSpec, gpus: GpuSet, run: LlamaFactoryRun) -> 
               help="GPUs the run uses (default: all of --gpus).")
 @click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
               help="Mean tokens per sample of your data, when not packed (default: cutoff_len, the conservative end).")
+@click.option("--accelerate-config", "accelerate_config", default=None, metavar="FSDP_CONFIG_YAML",
+              help="The accelerate config the run launches with (accelerate launch --config_file): its FSDP "
+                   "settings are estimated. 'none' = the run launches without one (plain DDP or DeepSpeed).")
 @click.option("--nearest/--no-nearest", default=True, show_default=True,
               help="When it does not fit, search the nearest configuration that does.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def check_command(yaml_path: str, gpus: str, model: str | None, revision: str | None, n_gpus: int | None,
-                  mean_sample_len: int | None, nearest: bool, as_json: bool) -> int:
+                  mean_sample_len: int | None, accelerate_config: str | None, nearest: bool, as_json: bool) -> int:
     """Does an existing LLaMA-Factory training YAML fit on these GPUs?"""
     gpu_set = parse_gpu_set(gpus)
-    used = n_gpus or gpu_set.total_gpus
+    fsdp = _accelerate_fsdp(yaml_path, accelerate_config)
+    launched = fsdp.num_processes if fsdp is not None else None  # the accelerate config's num_processes
+    used = n_gpus or launched or gpu_set.total_gpus
     if used > gpu_set.total_gpus:
         raise InvalidConfigurationError(f"--n-gpus {used} is more than the {gpu_set.total_gpus} GPUs in {gpu_set.label()}")
-    probe = read_llamafactory_config(yaml_path, n_gpus=used)
+    probe = read_llamafactory_config(yaml_path, n_gpus=used, fsdp=fsdp)
     spec = _resolve_model(probe, model, revision)
     run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type,
-                                   mean_sample_len=mean_sample_len, prequantized=spec.prequantized is not None)
+                                   mean_sample_len=mean_sample_len, prequantized=spec.prequantized is not None,
+                                   fsdp=fsdp)
     result = _estimate_for_file(spec, gpu_set, run)
     search = nearest and not result.fits
     fit = nearest_fit(spec, gpu_set, run.config) if search else None
 
     if as_json:
-        payload = {"file": run.source, "deepspeed_file": run.deepspeed_path, "errors": run.errors,
+        payload = {"file": run.source, "deepspeed_file": run.deepspeed_path, "accelerate_file": run.accelerate_path,
+                   "errors": run.errors,
                    "warnings": run.warnings, "estimate": result.to_json_dict(),
                    "oom_first": None if result.fits else oom_first(result, fit),
                    "nearest_fit": None if fit is None else {"changed": fit[1], "estimate": fit[0].to_json_dict()}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fitplan.solver.problem.knobs import Attention, MemoryOptimizer, Method, Offload, Optimizer, Precision
+from fitplan.solver.problem.knobs import Attention, FsdpStrategy, MemoryOptimizer, Method, Offload, Optimizer, Precision, Sharding
 
 
 def _choice(enum) -> click.Choice:
@@ -56,9 +56,20 @@ def knob_options(func):
         click.option("--grad-accum", type=click.IntRange(min=1), default=None, help="Gradient accumulation steps."),
         click.option("--grad-ckpt/--no-grad-ckpt", default=None, help="Gradient checkpointing (default on)."),
         click.option("--attn", type=_choice(Attention), default=None, help="eager, sdpa or fa2."),
+        click.option("--sharding", type=_choice(Sharding), default=None,
+                     help="Sharding engine: none (plain DDP), deepspeed (ZeRO, --zero picks the stage) or fsdp "
+                          "(accelerate's FSDP, --fsdp-strategy picks how). Free by default; --zero 1-3 implies "
+                          "deepspeed, --zero 0 none, an --fsdp-* flag fsdp."),
         click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
                      help="DeepSpeed ZeRO stage (0 = plain DDP, no DeepSpeed)."),
-        click.option("--offload", type=_choice(Offload), default=None, help="none, optimizer or all (CPU offload)."),
+        click.option("--fsdp-strategy", type=_choice(FsdpStrategy), default=None,
+                     help="FSDP sharding strategy: full_shard (like ZeRO-3; the default), shard_grad_op (like "
+                          "ZeRO-2), hybrid_shard (full_shard inside a node, replicated across nodes) or no_shard."),
+        click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None,
+                     help="accelerate fsdp_version: 1 (FullyShardedDataParallel, accelerate's and LLaMA-Factory's "
+                          "examples' default) or 2 (fully_shard)."),
+        click.option("--offload", type=_choice(Offload), default=None,
+                     help="none, optimizer or all (CPU offload; under FSDP, all = fsdp_offload_params)."),
         click.option("--optim", type=_choice(Optimizer), default=None, help="Optimizer."),
         click.option("--precision", type=_choice(Precision), default=None,
                      help="bf16, fp16, fp32 or pure_bf16 (default bf16 where the GPU has it, else fp16)."),
@@ -128,7 +139,8 @@ def workload_options(func):
 
 
 KNOB_NAMES = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-              "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus")
+              "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus", "sharding",
+              "fsdp_strategy", "fsdp_version")
 LEVER_NAMES = ("liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "projection_rank", "dora", "pissa", "rslora",
                "loraplus_lr_ratio", "upcast_layernorm", "upcast_lmhead_output")
 
@@ -136,6 +148,7 @@ LEVER_NAMES = ("liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "proje
 def pins_from_kwargs(kwargs: dict) -> dict:
     """The knob flags of a command as Pins fields (bits as an int)."""
     pins = {k: kwargs.get(k) for k in KNOB_NAMES + LEVER_NAMES}
-    if pins["bits"] is not None:
-        pins["bits"] = int(pins["bits"])
+    for name in ("bits", "fsdp_version"):
+        if pins[name] is not None:
+            pins[name] = int(pins[name])
     return pins

@@ -7,7 +7,8 @@ from fitplan.solver.units import GIB, MIB, format_gib
 
 TERM_ORDER = tuple(term.value for term in (Term.weights, Term.trainable_params, Term.gradients, Term.optimizer_states,
                                             Term.activations, Term.logits_loss, Term.autocast_weight_copies,
-                                            Term.transient))
+                                            Term.transient, Term.unsharded_params, Term.all_gather_buffers,
+                                            Term.unsharded_grads, Term.reduce_scatter_buffers))
 
 
 def _gib(value: int) -> str:
@@ -41,14 +42,17 @@ def comparison(traced, formula) -> dict:
         "attn_implementation": traced.attn_implementation,
         "optimizer_impl": traced.optimizer_impl,
         "trace_seconds": traced.elapsed_s,
+        "world_size": traced.world_size,
         "notes": traced.notes,
         "trace_cannot_see": traced.cannot_see,
     }
 
 
 def render(data: dict) -> str:
+    ranks = f", rank 0 of {data['world_size']}" if data.get("world_size", 1) > 1 else ""
     lines = [f"{data['model']}: traced one steady-state training step ({data['hf_class']}, "
-             f"attention {data['attn_implementation']}, AdamW {data['optimizer_impl']}) in {data['trace_seconds']:.1f} s",
+             f"attention {data['attn_implementation']}, AdamW {data['optimizer_impl']}{ranks}) in "
+             f"{data['trace_seconds']:.1f} s",
              "",
              f"{'tensor memory (GiB)':<26}{'formula':>9} {'traced':>9}   formula - traced"]
     for term, row in data["terms"].items():

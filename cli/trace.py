@@ -1,5 +1,7 @@
 """`fitplan trace`: run one real training step of the Hugging Face model code on fake tensors
-and print its tensor-memory peak beside the formula's, term by term.
+and print its tensor-memory peak beside the formula's, term by term. With `--sharding fsdp` the
+step is FSDP's (FSDP1, or FSDP2 with --fsdp-version 2), as rank 0 of a fake process group of
+--n-gpus ranks.
 
 Needs the [trace] extra (torch, transformers, peft); everything else in fitplan does not."""
 
@@ -22,7 +24,8 @@ from .render_trace import comparison, render
 @click.option("--model", "model", required=True, help=MODEL_HELP)
 @revision_option
 @click.option("--gpus", "gpus", default="1xA100-80G", show_default=True,
-              help="GPU set for the formula side (the trace itself runs on this CPU).")
+              help="GPU set for the formula side (the trace itself runs on this CPU); an FSDP trace runs "
+                   "--n-gpus ranks (default all of them).")
 @workload_options
 @knob_options
 @click.option("--optimizer-impl", type=click.Choice(["fused", "foreach"]), default="fused", show_default=True,
@@ -44,7 +47,13 @@ def trace_command(model: str, revision: str | None, gpus: str, seq_len: int, glo
                         pins=Pins(**pins_from_kwargs(knobs)))
     config = config_for_estimate(instance)
     formula = estimate(instance.model, instance.gpus, config)
-    traced = trace_training_step(instance.model, config, optimizer_impl=optimizer_impl)
+    if config.fsdp_strategy is not None:
+        from fitplan.solver.oracle.fsdp_step import trace_fsdp_step
+
+        traced = trace_fsdp_step(instance.model, config, optimizer_impl=optimizer_impl,
+                                 gpus_per_node=instance.gpus.gpus_per_node)
+    else:
+        traced = trace_training_step(instance.model, config, optimizer_impl=optimizer_impl)
     data = comparison(traced, formula)
     click.echo(json.dumps(data, indent=2) if as_json else render(data))
     return EXIT_OK

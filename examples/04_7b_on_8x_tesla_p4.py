@@ -5,13 +5,11 @@ slow fp16). What fits (method, bits, sequence length, batch), and the LLaMA-Fact
 Run: `python examples/04_7b_on_8x_tesla_p4.py` (the files are written to a temporary folder and
 printed)."""
 
-import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 from _transcript import fitplan as run_fitplan
-from _transcript import say, table
+from _transcript import say, table, working_directory
 
 import fitplan
 
@@ -19,29 +17,21 @@ MODEL, GPUS = "llama-2-7b", "8xP4"
 SEQ_LENS = [256, 512, 1024, 2048, 4096]
 
 
-@contextlib.contextmanager
-def working_directory(path: str):
-    """Run the command in a scratch folder so the files it writes go there (and paths print short)."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def what_fits() -> None:
-    for label, pins in [("every knob free", {}), ("without DeepSpeed (plain DDP, --zero 0)", {"zero_stage": 0})]:
+    for label, pins in [("every knob free", {}),
+                        ("without sharding (plain DDP, --sharding none)", {"sharding": "none"})]:
         say(f"{MODEL} on {GPUS}, {label}: the fastest plan at each sequence length")
         rows, reasons = [], []
         for row in fitplan.sweep([MODEL], [GPUS], seq_lens=SEQ_LENS, **pins):
             if row.fits:
+                engine = {"none": "none", "deepspeed": f"ZeRO-{row.zero_stage}",
+                          "fsdp": f"FSDP{row.fsdp_version} {row.fsdp_strategy}"}[row.sharding]
                 rows.append([row.seq_len, row.method, row.bits, row.lora_rank, row.micro_batch, row.grad_accum,
-                             row.zero_stage, row.offload, row.precision, row.attn, row.peak_gib, row.tokens_per_s])
+                             engine, row.offload, row.precision, row.attn, row.peak_gib, row.tokens_per_s])
             else:
                 rows.append([row.seq_len, "nothing fits"] + [""] * 10)
                 reasons.append(f"seq {row.seq_len}: {row.reason}")
-        table(["seq", "method", "bits", "rank", "micro", "accum", "ZeRO", "offload", "precision", "attn",
+        table(["seq", "method", "bits", "rank", "micro", "accum", "sharding", "offload", "precision", "attn",
                "peak GiB", "tokens/s"], rows)
         for reason in reasons:
             say(reason)

@@ -41,5 +41,18 @@ def table(header: list[str], rows: list[list[object]]) -> None:
     print()
 
 
+@contextlib.contextmanager
+def working_directory(path: str):
+    """Run commands in a scratch folder so the files they write go there (and paths print short)."""
+    import os
+
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def gib(value_bytes: int) -> str:
     return f"{value_bytes / 2**30:.1f}"

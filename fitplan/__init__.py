@@ -20,7 +20,7 @@ Hugging Face `config.json`; `"8xP4"`, `"2x8xH100"`, a VRAM budget `"1x24GiB"`) o
 config.json; `inter_node_gbps=` the network out of each node (Gb/s) for `recommend` and `sweep`. Knobs are
 keyword arguments named like the command-line flags (`method`, `bits`, `lora_rank`,
 `lora_targets`, `micro_batch`, `grad_accum`, `grad_ckpt`, `attn`, `zero_stage`, `offload`,
-`optim`, `precision`, `n_gpus`); enum values may be strings (`method="qlora"`). Bad input raises
+`optim`, `precision`, `n_gpus`, `sharding`, `fsdp_strategy`, `fsdp_version`); enum values may be strings (`method="qlora"`). Bad input raises
 `fitplan.FitplanError` (a ValueError) with a one-line message.
 
 Importing `fitplan` is cheap: the solver (pydantic, OR-Tools) loads on first use.

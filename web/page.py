@@ -199,6 +199,8 @@ def _reproduce(answer: PageAnswer, question_json: str | None, rec) -> Markup:
     download = None
     if rec is not None and rec.plan is not None and question_json:
         files = "train.yaml, ds_config.json, launch.sh" if rec.plan.zero_stage else "train.yaml, launch.sh"
+        if rec.plan.fsdp_strategy is not None:
+            files = "train.yaml, fsdp_config.yaml, launch.sh"
         download = tag("form", tag("input", type="hidden", name="question", value=question_json),
                        tag("button", f"download the files ({files}) as a zip", type="submit", id="download"),
                        method="post", action="/download")

@@ -27,7 +27,8 @@ MAX_TEXT_CHARS = 256  # names and placeholders; a longer one is no name (and too
 
 # The knobs, as `fitplan.estimate` / `recommend` keywords (cli/options.py KNOB_NAMES).
 KNOB_FIELDS = ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus",
+               "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision", "n_gpus", "sharding",
+               "fsdp_strategy", "fsdp_version",
                # the memory levers (cli/options.py LEVER_NAMES)
                "liger", "unsloth_gc", "reentrant_gc", "memory_optimizer", "projection_rank", "dora", "pissa", "rslora",
                "loraplus_lr_ratio", "upcast_layernorm", "upcast_lmhead_output")
@@ -89,6 +90,9 @@ class EstimateQuestion(BaseModel):
     upcast_lmhead_output: bool | None = None
     neat_packing: bool = False
     allow_packing: bool = False  # recommend's --allow-packing (estimate ignores it)
+    sharding: str | None = None
+    fsdp_strategy: str | None = None
+    fsdp_version: int | None = Field(default=None, ge=1, le=2)
 
     @field_validator("config_json", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ GRANULARITY = 128  # the longest fitting length is a multiple of this (as recomm
 QLORA_DEFAULT_BITS = 4
 STOP_BUDGETS = 3  # a curve stops at its first length needing more than 3 x the budget: off the plot
 PLAN_KNOBS = ("lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum", "grad_ckpt", "attn",
-              "zero_stage", "offload", "optim", "precision", "n_gpus")
+              "zero_stage", "offload", "optim", "precision", "n_gpus", "fsdp_strategy", "fsdp_version")
 
 
 @dataclass
@@ -50,7 +50,10 @@ def seq_len_grid(asked_seq_len: int, max_positions: int) -> list[int]:
 def setup_knobs(plan_config=None, pins: dict | None = None) -> dict:
     """The knobs every curve shares: the plan's, or the pinned ones."""
     if plan_config is not None:
-        return {name: getattr(plan_config, name) for name in PLAN_KNOBS}
+        knobs = {name: getattr(plan_config, name) for name in PLAN_KNOBS}
+        if plan_config.fsdp_strategy is None:
+            knobs["fsdp_version"] = None  # no FSDP: its version is no pin
+        return knobs
     return {k: v for k, v in (pins or {}).items() if v is not None and k not in ("method", "bits")}
 
 

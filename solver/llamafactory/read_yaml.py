@@ -28,6 +28,7 @@ from ..errors import ConfigFileError, InvalidConfigurationError
 from ..problem.config import TrainConfig, make_config
 from ..problem.knobs import Attention, MemoryOptimizer, Method, Offload, Optimizer, Precision
 from ..problem.rules import undocumented_problems
+from .read_accelerate import FsdpRun, fsdp_from_accelerate_mapping, fsdp_from_training_args
 from .vocabulary import (
     HF_LIGER_KEY,
     HF_OPTIM_TO_FITPLAN,
@@ -158,8 +159,6 @@ UNSUPPORTED_TRUE_FLAGS = {
     "torch_compile": "torch.compile changes activation memory; not modelled",
 }
 UNSUPPORTED_SET_KEYS = {
-    "fsdp": "FSDP is not modelled (only DDP and DeepSpeed ZeRO): estimated without it",
-    "fsdp_config": "FSDP is not modelled (only DDP and DeepSpeed ZeRO): estimated without it",
     "additional_target": "extra trainable modules (additional_target) are not counted",
     "freeze_extra_modules": "extra trainable modules (freeze_extra_modules) are not counted",
     "rope_scaling": "rope scaling changes no memory term fitplan models",
@@ -181,6 +180,7 @@ class LlamaFactoryRun(BaseModel):
     model_name_or_path: str | None
     config: TrainConfig
     deepspeed_path: str | None = None
+    accelerate_path: str | None = None  # the accelerate FSDP config read with it
     errors: list[str] = []  # LLaMA-Factory would reject or misread these
     warnings: list[str] = []  # accepted, but not modelled; what was assumed instead
 
@@ -415,11 +415,14 @@ def _packing(raw: dict) -> bool:
 
 
 def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str | None = None,
-                        mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
+                        mean_sample_len: int | None = None, prequantized: bool | None = None,
+                        fsdp: FsdpRun | None = None) -> LlamaFactoryRun:
     """Map a LLaMA-Factory YAML mapping onto fitplan's TrainConfig for `n_gpus` data-parallel GPUs.
 
     `mean_sample_len` (the data's, which no LLaMA-Factory key holds) refines the allocator reserve
-    of unpacked runs; None = samples as long as cutoff_len (the conservative end)."""
+    of unpacked runs; None = samples as long as cutoff_len (the conservative end). `fsdp` is the
+    accelerate config's FSDP (llamafactory/read_accelerate.py); the YAML's own `fsdp:` keys (HF
+    Trainer's FSDP) are read too."""
     errors: list[str] = []
     warnings: list[str] = []
     unknown, typed = key_problems(raw)
@@ -484,6 +487,24 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
     aux = raw.get("moe_aux_loss_coef")
     if isinstance(aux, (int, float)) and not isinstance(aux, bool) and aux > 0:
         knobs["moe_aux_loss_coef"] = float(aux)  # MoE router logits kept for the loss (memory/moe.py)
+    own = fsdp_from_training_args(raw, source=str(source))
+    if own is not None and fsdp is not None:
+        warnings.append(f"both {fsdp.source} and the YAML's fsdp: keys set FSDP; HF builds the plugin from the "
+                        "YAML's, which are estimated")
+    fsdp = own or fsdp
+    if fsdp is not None:
+        errors += fsdp.errors
+        warnings += fsdp.warnings
+        knobs["fsdp_strategy"], knobs["fsdp_version"] = fsdp.strategy, fsdp.version
+        if stage == 0:
+            knobs["offload"] = fsdp.offload
+        if fsdp.activation_checkpointing and not knobs["grad_ckpt"]:
+            knobs["grad_ckpt"] = True
+            warnings.append("fsdp_activation_checkpointing checkpoints every decoder layer: estimated with "
+                            "checkpointing although the YAML disables LLaMA-Factory's")
+        if fsdp.precision is not None and fsdp.precision != knobs["precision"]:
+            warnings.append(f"{fsdp.source} says mixed_precision {fsdp.precision.value}, the YAML "
+                            f"{knobs['precision'].value}: HF sets accelerate's mixed precision from the YAML's flag")
     try:
         config = make_config(**knobs)  # LLaMA-Factory's rejections (problem/rules.py)
     except InvalidConfigurationError as exc:
@@ -495,13 +516,24 @@ def config_from_mapping(raw: dict, *, source: Path, n_gpus: int, model_type: str
                            config=config, deepspeed_path=ds_path, errors=errors, warnings=warnings)
 
 
+def read_accelerate_config(path: str | Path) -> FsdpRun | None:
+    """An accelerate config file's FSDP run (None: it does not use FSDP; llamafactory/read_accelerate.py)."""
+    path = Path(path)
+    return fsdp_from_accelerate_mapping(read_yaml_mapping(path), source=str(path))
+
+
 def read_llamafactory_config(path: str | Path, *, n_gpus: int = 1, model_type: str | None = None,
-                             mean_sample_len: int | None = None, prequantized: bool | None = None) -> LlamaFactoryRun:
-    """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs.
+                             mean_sample_len: int | None = None, prequantized: bool | None = None,
+                             fsdp: FsdpRun | None = None) -> LlamaFactoryRun:
+    """Read a LLaMA-Factory training YAML (and its DeepSpeed JSON) for `n_gpus` GPUs, with the
+    accelerate config's FSDP settings when the run launches with one.
 
     `model_type` (config.json's) only refines `flash_attn: auto` (Gemma-2 differs); `prequantized`
     (whether config.json has a quantization_config; None = not known) decides what
     `quantization_method` / `quantization_bit` mean."""
     path = Path(path)
-    return config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
-                               mean_sample_len=mean_sample_len, prequantized=prequantized)
+    run = config_from_mapping(read_yaml_mapping(path), source=path, n_gpus=n_gpus, model_type=model_type,
+                              mean_sample_len=mean_sample_len, prequantized=prequantized, fsdp=fsdp)
+    if fsdp is not None:
+        run = run.model_copy(update={"accelerate_path": fsdp.source})
+    return run

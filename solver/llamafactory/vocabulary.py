@@ -8,7 +8,7 @@ adamw_8bit / adamw_bnb_8bit, paged_adamw_8bit, adafactor, sgd); shared/reference
 
 from __future__ import annotations
 
-from ..problem.knobs import Attention, MemoryOptimizer, Optimizer
+from ..problem.knobs import Attention, FsdpStrategy, MemoryOptimizer, Optimizer, Precision
 
 # fitplan value -> (the spelling written, other spellings read as the same value)
 HF_OPTIM_SPELLINGS: dict[Optimizer, tuple[str, ...]] = {
@@ -23,6 +23,20 @@ LF_FLASH_ATTN_SPELLINGS: dict[Attention, tuple[str, ...]] = {
     Attention.fa2: ("fa2",),
     Attention.sdpa: ("sdpa",),
     Attention.eager: ("disabled",),
+}
+
+
+# accelerate 1.11 `fsdp_sharding_strategy` names (utils/constants.py:38 FSDP_SHARDING_STRATEGY)
+ACCELERATE_SHARDING_STRATEGY_SPELLINGS: dict[FsdpStrategy, tuple[str, ...]] = {
+    FsdpStrategy.full_shard: ("FULL_SHARD", "1"),
+    FsdpStrategy.shard_grad_op: ("SHARD_GRAD_OP", "2"),
+    FsdpStrategy.no_shard: ("NO_SHARD", "3"),
+    FsdpStrategy.hybrid_shard: ("HYBRID_SHARD", "4"),
+}
+# accelerate `mixed_precision` (commands/config/config_args.py); fitplan plans FSDP with these two
+ACCELERATE_MIXED_PRECISION_SPELLINGS: dict[Precision, tuple[str, ...]] = {
+    Precision.bf16: ("bf16",),
+    Precision.fp16: ("fp16",),
 }
 
 
@@ -42,6 +56,10 @@ HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER = "adamw_torch"
 HF_OPTIM_TO_FITPLAN = _read(HF_OPTIM_SPELLINGS)  # `optim:` value read -> Optimizer
 LF_FLASH_ATTN = _written(LF_FLASH_ATTN_SPELLINGS)  # Attention -> `flash_attn:` value written
 LF_ATTN_TO_FITPLAN = _read(LF_FLASH_ATTN_SPELLINGS)  # `flash_attn:` value read -> Attention
+ACCELERATE_SHARDING_STRATEGY = _written(ACCELERATE_SHARDING_STRATEGY_SPELLINGS)
+ACCELERATE_SHARDING_STRATEGY_TO_FITPLAN = _read(ACCELERATE_SHARDING_STRATEGY_SPELLINGS)
+ACCELERATE_MIXED_PRECISION = _written(ACCELERATE_MIXED_PRECISION_SPELLINGS)
+ACCELERATE_MIXED_PRECISION_TO_FITPLAN = _read(ACCELERATE_MIXED_PRECISION_SPELLINGS)
 
 # The LLaMA-Factory argument that carries each knob (fitplan TrainConfig field -> key).
 # `grad_ckpt` is carried inverted (`disable_gradient_checkpointing`), `zero_stage` by the

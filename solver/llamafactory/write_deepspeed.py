@@ -105,6 +105,10 @@ def deepspeed_config(config: TrainConfig, gpus: GpuSet, *, fill_auto: bool, mode
     `fill_auto=True` needs `model` for the hidden-size buckets. `gpus` is accepted so callers pass
     the plan's whole context; the world size comes from `config.n_gpus`."""
     del gpus  # the plan's n_gpus is the world size
+    if config.fsdp_strategy is not None:
+        raise InvalidConfigurationError(
+            "this plan shards with FSDP, not DeepSpeed, so it has no DeepSpeed config: use --emit llamafactory "
+            "(it writes fsdp_config.yaml), or pin --sharding deepspeed")
     if config.zero_stage == 0:
         raise InvalidConfigurationError(
             "this plan uses no ZeRO (plain DDP), so it has no DeepSpeed config: pin --zero 1, 2 or 3, "

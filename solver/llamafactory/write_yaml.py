@@ -40,6 +40,8 @@ How each knob becomes a key (schemas.md A.1):
   `optim: adamw_torch` (their optimizer classes exist only for it, train/trainer_utils.py:239-246,
   330-333; HF's default adamw_torch_fused raises "Unknown optim"); BAdam -> `use_badam`,
   `badam_mode: layer` and LF's example switching; Adam-mini -> `use_adam_mini`.
+- FSDP -> no `deepspeed:` key; `fsdp_config.yaml` and an `accelerate launch` launch.sh
+  (llamafactory/write_accelerate.py).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from ..problem.knobs import LAYERWISE_OPTIMIZERS, PROJECTED_OPTIMIZERS, Attentio
 from ..specs.gpu import GpuSet
 from ..specs.model import Family, ModelSpec
 from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN, MEMORY_OPTIMIZER_KEYS
+from .write_accelerate import FSDP_CONFIG_YAML, LAUNCH_MODULE, accelerate_fsdp_config
 from .write_deepspeed import builds_its_optimizer, deepspeed_config
 
 TRAIN_YAML = "train.yaml"
@@ -325,6 +328,8 @@ def train_yaml(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders
         y.key("freeze_trainable_modules", "all", "every module of those layers trains")
     if config.zero_stage:
         y.knob("zero_stage", DS_CONFIG_JSON, why)
+    if config.fsdp_strategy is not None:
+        y.lines.append("# FSDP: sharding, CPU offload and mixed precision are in fsdp_config.yaml (accelerate launch)")
 
     y.section("dataset")
     dataset_dir = placeholders.dataset_dir or DEFAULT_DATASET_DIR
@@ -415,47 +420,61 @@ NCCL_LINES = (
 )
 
 
+def _launch_preamble(summary: str, dataset_dir: str) -> list[str]:
+    """The first lines of every launch.sh: what the plan is, where to run it from, the check that
+    LLaMA-Factory will find its datasets there, and the allocator setting (ALLOCATOR_LINES).
+
+    It never changes directory: `dataset_dir` and `output_dir` stay relative to where the user
+    runs it (LLaMA-Factory opens them from the working directory), while the plan's files are
+    found beside the script and passed by absolute path. A folder path with whitespace is refused:
+    LLaMA-Factory's launcher joins its arguments with spaces and splits them again for torchrun
+    (`launcher.py`)."""
+    head = f"# fitplan plan: {comment_text(summary)}" if summary else "# fitplan plan"
+    return ["#!/usr/bin/env bash", head,
+            "# Run it from the directory dataset_dir and output_dir are relative to (the LLaMA-Factory checkout",
+            "# for its demo datasets); it does not change directory. key=value arguments override train.yaml.",
+            "set -euo pipefail",
+            'PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+            'case "$PLAN_DIR" in *[[:space:]]*)',
+            '  echo "launch.sh: move $PLAN_DIR to a path without spaces: llamafactory-cli splits its arguments on'
+            ' whitespace" >&2; exit 2;; esac',
+            f"DATASET_DIR={shlex.quote(dataset_dir)}",
+            'for arg in "$@"; do case "$arg" in dataset_dir=*) DATASET_DIR="${arg#dataset_dir=}";; esac; done',
+            'case "$DATASET_DIR" in ONLINE|REMOTE:*) ;; *)  # as LLaMA-Factory data/parser.py reads dataset_dir',
+            f'  if [ ! -f "$DATASET_DIR/{DATASET_INFO}" ]; then',
+            f'    echo "launch.sh: no $DATASET_DIR/{DATASET_INFO} under $(pwd): run this from the LLaMA-Factory'
+            ' checkout, or pass dataset_dir=/path/to/data" >&2; exit 2',
+            "  fi;; esac", "", *ALLOCATOR_LINES]
+
+
+def _visible_devices(gpus: GpuSet, per_node: int) -> list[str]:
+    if per_node >= gpus.gpus_per_node:
+        return []
+    devices = ",".join(str(i) for i in range(per_node))
+    return [f"# the plan uses {per_node} of the {gpus.gpus_per_node} GPUs of each node",
+            f"export CUDA_VISIBLE_DEVICES={devices}"]
+
+
+def _run_on_every_node(nodes: int) -> str:
+    others = f"1..{nodes - 1} on the others" if nodes > 2 else "1 on the other"
+    return f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, {others}"
+
+
 def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "",
                   dataset_dir: str = DEFAULT_DATASET_DIR) -> str:
     """`launch.sh`: LLaMA-Factory's CLI under torchrun (FORCE_TORCHRUN=1, which DeepSpeed needs:
-    schemas.md A.2 "Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.").
-
-    It never changes directory: `dataset_dir` and `output_dir` stay relative to where the user
-    runs it (LLaMA-Factory opens them from the working directory), while train.yaml and
-    ds_config.json are found beside the script and passed by absolute path (`deepspeed=` is a
-    command-line override, which LLaMA-Factory reads after the file: `hparams/parser.py`
-    `OmegaConf.from_cli(sys.argv[2:])`; the user's own `key=value` arguments follow it). A
-    folder path with whitespace is refused: LLaMA-Factory's launcher joins its arguments with
-    spaces and splits them again for torchrun (`launcher.py`).
+    schemas.md A.2 "Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training."). train.yaml
+    and ds_config.json go by absolute path (`deepspeed=` is a command-line override, which
+    LLaMA-Factory reads after the file: `hparams/parser.py` `OmegaConf.from_cli(sys.argv[2:])`;
+    the user's own `key=value` arguments follow it); the rest as `_launch_preamble` says.
 
     Multi-node uses LLaMA-Factory's documented variables NNODES, NODE_RANK, MASTER_ADDR,
     MASTER_PORT (README "Fine-Tuning" / `llamafactory-cli` `launcher`), run once on every node."""
     nodes, per_node = _node_layout(gpus, config)
-    head = f"# fitplan plan: {comment_text(summary)}" if summary else "# fitplan plan"
-    lines = ["#!/usr/bin/env bash", head,
-             "# Run it from the directory dataset_dir and output_dir are relative to (the LLaMA-Factory checkout",
-             "# for its demo datasets); it does not change directory. key=value arguments override train.yaml.",
-             "set -euo pipefail",
-             'PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
-             'case "$PLAN_DIR" in *[[:space:]]*)',
-             '  echo "launch.sh: move $PLAN_DIR to a path without spaces: llamafactory-cli splits its arguments on'
-             ' whitespace" >&2; exit 2;; esac',
-             f"DATASET_DIR={shlex.quote(dataset_dir)}",
-             'for arg in "$@"; do case "$arg" in dataset_dir=*) DATASET_DIR="${arg#dataset_dir=}";; esac; done',
-             'case "$DATASET_DIR" in ONLINE|REMOTE:*) ;; *)  # as LLaMA-Factory data/parser.py reads dataset_dir',
-             f'  if [ ! -f "$DATASET_DIR/{DATASET_INFO}" ]; then',
-             f'    echo "launch.sh: no $DATASET_DIR/{DATASET_INFO} under $(pwd): run this from the LLaMA-Factory'
-             ' checkout, or pass dataset_dir=/path/to/data" >&2; exit 2',
-             "  fi;; esac", ""]
-    lines += list(ALLOCATOR_LINES)
-    if per_node < gpus.gpus_per_node:
-        devices = ",".join(str(i) for i in range(per_node))
-        lines.append(f"# the plan uses {per_node} of the {gpus.gpus_per_node} GPUs of each node")
-        lines.append(f"export CUDA_VISIBLE_DEVICES={devices}")
+    lines = _launch_preamble(summary, dataset_dir) + _visible_devices(gpus, per_node)
     lines.append(f"export FORCE_TORCHRUN=1 NPROC_PER_NODE={per_node}")
     if nodes > 1:
-        others = f"1..{nodes - 1} on the others" if nodes > 2 else "1 on the other"
-        lines += [f"# run this script on each of the {nodes} nodes: NODE_RANK=0 on the master node, {others}",
+        lines += [_run_on_every_node(nodes),
                   f"export NNODES={nodes}",
                   'export NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
                   'export MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',
@@ -468,9 +487,32 @@ def launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "",
     return "\n".join(lines) + "\n"
 
 
+def fsdp_launch_script(gpus: GpuSet, config: TrainConfig, *, summary: str = "",
+                       dataset_dir: str = DEFAULT_DATASET_DIR) -> str:
+    """`launch.sh` of an FSDP plan: `accelerate launch --config_file fsdp_config.yaml -m
+    llamafactory.launcher train.yaml`, once per node, as LLaMA-Factory's
+    examples/extras/fsdp_qlora/train.sh runs it (llamafactory-cli train would start torchrun
+    without the FSDP config). Multi-node passes NODE_RANK, MASTER_ADDR, MASTER_PORT as accelerate's
+    flags; the preamble, devices and NCCL lines are launch_script's."""
+    nodes, per_node = _node_layout(gpus, config)
+    lines = _launch_preamble(summary, dataset_dir) + _visible_devices(gpus, per_node)
+    flags = [f'--config_file "$PLAN_DIR/{FSDP_CONFIG_YAML}"']
+    if nodes > 1:
+        lines += [_run_on_every_node(nodes),
+                  'NODE_RANK="${NODE_RANK:?set NODE_RANK (0 on the master node)}"',
+                  'MASTER_ADDR="${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"',
+                  f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"']
+        lines += list(NCCL_LINES)
+        flags += ['--machine_rank "$NODE_RANK"', '--main_process_ip "$MASTER_ADDR"',
+                  '--main_process_port "$MASTER_PORT"']
+    lines.append(f'accelerate launch {" ".join(flags)} -m {LAUNCH_MODULE} "$PLAN_DIR/{TRAIN_YAML}" "$@"')
+    return "\n".join(lines) + "\n"
+
+
 def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, placeholders: EmitPlaceholders,
                        reasons: dict[str, str] | None = None) -> dict[str, str]:
-    """filename -> content: `train.yaml`, `ds_config.json` (ZeRO 1-3 only), `launch.sh`.
+    """filename -> content: `train.yaml`, `ds_config.json` (ZeRO 1-3 only) or `fsdp_config.yaml`
+    (FSDP only), `launch.sh`.
 
     `reasons` (TrainConfig field or LLaMA-Factory key -> why) overrides the default comments."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn)
@@ -482,6 +524,12 @@ def llamafactory_files(model: ModelSpec, gpus: GpuSet, config: TrainConfig, plac
     files = {TRAIN_YAML: text}
     if config.zero_stage:
         files[DS_CONFIG_JSON] = json.dumps(deepspeed_config(config, gpus, fill_auto=False), indent=2) + "\n"
+    if config.fsdp_strategy is not None:
+        nodes, per_node = _node_layout(gpus, config)
+        files[FSDP_CONFIG_YAML] = accelerate_fsdp_config(gpus, config, nodes)
+        files[LAUNCH_SH] = fsdp_launch_script(gpus, config, summary=summary,
+                                              dataset_dir=placeholders.dataset_dir or DEFAULT_DATASET_DIR)
+        return files
     files[LAUNCH_SH] = launch_script(gpus, config, summary=summary,
                                      dataset_dir=placeholders.dataset_dir or DEFAULT_DATASET_DIR)
     return files

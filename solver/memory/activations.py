@@ -28,7 +28,7 @@ from ..units import FP32_BYTES, HALF_BYTES
 from . import attention, levers, liger, moe
 from .params import lora_params_per_layer, lora_targets
 from .prequantized import largest_dequantized_module_bytes, quantized_in_training
-from .states import trainable_param_bytes_each, uses_deepspeed
+from .states import computes_in_16bit_params, trainable_param_bytes_each
 
 RMSNORM_SAVED_SCALAR_BYTES = 4  # the fp32 rsqrt(variance) per token each RMSNorm keeps
 LOSS_BYTES_PER_VOCAB = 12  # fp32 log_softmax output + its grad + grad input (trace-notes P6)
@@ -79,14 +79,25 @@ def compute_bytes(config: TrainConfig) -> int:
     return FP32_BYTES if config.precision == Precision.fp32 else HALF_BYTES
 
 
+def _adapters_cast_per_op(config: TrainConfig) -> bool:
+    """FSDP1 with LoRA: each adapter is an FSDP unit of its own (peft's fsdp_auto_wrap_policy), so
+    when peft reads its weight's dtype to cast the input the unit is not gathered yet and reports
+    the fp32 shard: x is cast to fp32, and accelerate's autocast casts it back to 16 bits per
+    adapter, as under AMP. Settled by the FSDP1 trace (llama-shaped LoRA, no checkpointing, 8
+    ranks: one fp32 and one 16-bit copy per adapter input)."""
+    return config.fsdp_strategy is not None and config.fsdp_version == 1 and config.uses_lora
+
+
 def autocast_on(config: TrainConfig) -> bool:
-    """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it."""
-    return config.precision in (Precision.bf16, Precision.fp16) and not uses_deepspeed(config)
+    """HF Trainer wraps the forward in torch.autocast for bf16/fp16 unless DeepSpeed runs it; under
+    FSDP every parameter is gathered in 16 bits, so autocast has nothing to cast or cache."""
+    return config.precision in (Precision.bf16, Precision.fp16) and not computes_in_16bit_params(config)
 
 
 def stream_bytes(config: TrainConfig) -> int:
     """Bytes per element of the residual stream between layers."""
-    if config.method == Method.full and config.precision != Precision.pure_bf16 and not uses_deepspeed(config):
+    if (config.method == Method.full and config.precision != Precision.pure_bf16
+            and not computes_in_16bit_params(config)):
         return FP32_BYTES  # the trainable embedding was upcast to fp32, so the stream is fp32
     return compute_bytes(config)
 
@@ -194,7 +205,7 @@ def _linear_input_bytes(model: ModelSpec, config: TrainConfig, role: LayerRole, 
     targets = lora_targets(model, config, kind)
     rank = config.lora_rank
     dora = levers.dora_saved_per_token(targets, cb) if config.dora else 0  # memory/levers.py
-    if autocast_on(config):
+    if autocast_on(config) or _adapters_cast_per_op(config):
         # peft casts x to the fp32 adapter dtype, autocast casts it back to 16-bit per op: one
         # 16-bit copy per adapter, plus the A output.
         return sum((cb * m.in_features + cb * rank) * m.count for m in targets) + dora

@@ -13,6 +13,7 @@ from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from ..units import format_gib
 from . import liger
+from .fsdp import fsdp_load
 from .lever_effects import lever_effects
 from .moe import moe_notes
 from .overheads import allocator_reserve, overheads, variable_length_reserve_at
@@ -100,6 +101,11 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     notes += cautions(model, gpus, config)
     notes += lever_notes(model, config)
     notes += moe_notes(model, gpus, config)
+    if config.fsdp_strategy is not None:
+        load = fsdp_load(model, config, gpus.gpus_per_node)
+        notes.append(f"loading under FSDP (fsdp_cpu_ram_efficient_loading): local rank 0 of each node reads the "
+                     f"checkpoint into host RAM, up to {format_gib(load.host_ram_bytes, digits=1)} (16-bit bytes), "
+                     f"and each GPU briefly holds {format_gib(load.gpu_bytes, digits=1)}; not in the figures above")
     return Estimate(
         model=model.name,
         gpus=gpus.label(),

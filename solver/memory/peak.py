@@ -42,6 +42,7 @@ from . import levers, liger
 from .layer_moments import after_feed_forward_moment, mixed_kind_moments
 from .load import load_host_ram_bytes, load_moment
 from .moe import aux_loss_bytes_per_token
+from .fsdp import fsdp_model_states, fsdp_moments, uses_fsdp
 from .params import trainable_params
 from .prequantized import kept_dequantized_bytes
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
@@ -136,7 +137,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
                  compute_capability_major: int = 8) -> list[Moment]:
     """Every peak candidate of one training step on one GPU (`compute_capability_major` picks
     Liger's weight-gradient path)."""
-    states = model_states(model, config, gpus_per_node)
+    states = (fsdp_model_states if uses_fsdp(config) else model_states)(model, config, gpus_per_node)
     step_temporaries = optimizer_step_temporary_bytes(model, config)
     config = _activation_view(config)  # BAdam's activations are those of one trainable layer
     seq = config.seq_len
@@ -295,6 +296,8 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
         gradients=fixed(states.gradients),
         optimizer_temporaries=fixed(step_temporaries),
     ))
+    if uses_fsdp(config):
+        moments = fsdp_moments(model, config, moments, states, gpus_per_node)
     loading = load_moment(model, config)
     if loading is not None:
         moments.append(loading)
@@ -303,11 +306,11 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
 
 def host_ram_bytes(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> int:
     """Host RAM per node: what CPU offload needs during training (DeepSpeed estimator, see
-    memory/states.py) with offloaded checkpoints (memory/levers.py) at the config's micro batch, or
-    what loading takes before step 1 (memory/load.py), whichever is more."""
+    memory/states.py; FSDP, memory/fsdp.py) with offloaded checkpoints (memory/levers.py) at the
+    config's micro batch, or what loading takes before step 1 (memory/load.py), whichever is more."""
+    states = (fsdp_model_states if uses_fsdp(config) else model_states)(model, config, gpus_per_node)
     offloaded = levers.checkpoint_host_bytes(model, config, checkpoint_bytes_per_token(model, config), gpus_per_node)
-    return int(max(model_states(model, config, gpus_per_node).host_ram + offloaded,
-                   load_host_ram_bytes(model, config, gpus_per_node)))
+    return int(max(states.host_ram + offloaded, load_host_ram_bytes(model, config, gpus_per_node)))
 
 
 def micro_batch_key(model: ModelSpec, config: TrainConfig) -> tuple:

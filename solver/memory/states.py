@@ -64,6 +64,12 @@ def uses_deepspeed(config: TrainConfig) -> bool:
     return config.zero_stage > 0
 
 
+def computes_in_16bit_params(config: TrainConfig) -> bool:
+    """The forward reads 16-bit parameters, not fp32 ones under autocast: DeepSpeed casts the
+    module to 16 bits, FSDP gathers every parameter in its 16-bit `param_dtype` (memory/fsdp.py)."""
+    return uses_deepspeed(config) or config.fsdp_strategy is not None
+
+
 def trainable_param_bytes_each(config: TrainConfig) -> int:
     """Bytes of one trainable parameter in the module (fp32 upcast, or 16-bit under DeepSpeed/pure_bf16)."""
     if config.precision == Precision.fp32:
@@ -105,9 +111,14 @@ def frozen_base_bytes(model: ModelSpec, config: TrainConfig) -> float:
         row_scales = sum(n * sum(m.out_features * m.count for m in model.linear_modules(kind)) for kind, n in kinds)
         return linear_weights * 1 + row_scales * FP32_BYTES + rest * HALF_BYTES + extra
     # NF4 with double quantization (LLaMA-Factory `double_quantization: true` default)
+    return linear_weights * 0.5 + nf4_constant_bytes(linear_weights) + rest * HALF_BYTES + extra
+
+
+def nf4_constant_bytes(linear_weights: float) -> float:
+    """NF4 block constants with double quantization: one 8-bit absmax per block of 64 and one fp32
+    absmax per 256 blocks (QLoRA paper, section 3)."""
     blocks = linear_weights / NF4_BLOCK
-    constants = blocks * 1 + (blocks / NF4_DOUBLE_QUANT_BLOCK) * FP32_BYTES
-    return linear_weights * 0.5 + constants + rest * HALF_BYTES + extra
+    return blocks * 1 + (blocks / NF4_DOUBLE_QUANT_BLOCK) * FP32_BYTES
 
 
 def fp32_kept_extra_bytes(model: ModelSpec, config: TrainConfig) -> float:

@@ -53,6 +53,11 @@ class Term(str, Enum):
     comm_buffers = "comm_buffers"
     zero3_gathered_layer = "zero3_gathered_layer"
     dequantized_weights = "dequantized_weights"  # GPTQ kernels' fp16 weights kept for backward
+    # FSDP (memory/fsdp.py): the names are the FSDP trace's categories (oracle/fsdp_step.py)
+    unsharded_params = "unsharded_params"  # units gathered for compute (the root, current and prefetched unit)
+    all_gather_buffers = "all_gather_buffers"  # FSDP2's flat all-gather output of a unit
+    unsharded_grads = "unsharded_grads"  # gradients of gathered params before their reduce-scatter
+    reduce_scatter_buffers = "reduce_scatter_buffers"  # flat reduce-scatter input kept for the next unit
     # short-lived tensors: four causes, reported together as `transient` (the trace cannot tell
     # them apart: it sees temporaries of backward and of the optimizer step)
     transient = "transient"
@@ -162,6 +167,10 @@ _LABELS = {
     Term.comm_buffers: "comm buffers",
     Term.zero3_gathered_layer: "ZeRO-3 gathered layer",
     Term.dequantized_weights: "dequantized weights",
+    Term.unsharded_params: "FSDP gathered params",
+    Term.all_gather_buffers: "FSDP all-gather buffer",
+    Term.unsharded_grads: "FSDP unsharded grads",
+    Term.reduce_scatter_buffers: "FSDP reduce-scatter buffer",
     Term.allocator_reserve: "allocator reserve",
     Term.cuda_context: "CUDA context",
     Term.kernel_workspaces: "kernel workspaces",

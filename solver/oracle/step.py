@@ -76,6 +76,7 @@ class TraceResult(BaseModel):
     micro_steps_per_step: int
     elapsed_s: float
     notes: list[str] = Field(default_factory=list)
+    world_size: int = 1  # ranks of the (fake) process group: > 1 for an FSDP trace (oracle/fsdp_step.py)
     # Only with record_events=True: the tracker's allocation log (StorageTracker.events).
     events: list[tuple] | None = Field(default=None, exclude=True)
     cannot_see: list[str] = Field(default_factory=lambda: list(TRACE_CANNOT_SEE))
@@ -129,7 +130,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from .build import build_model, materialize
-    from .tracker import GRADIENTS, OPTIMIZER_STATES, TRAINABLE, TRANSIENT, WEIGHTS, StorageTracker
+    from .tracker import GRADIENTS, TRAINABLE, TRANSIENT, WEIGHTS, StorageTracker
 
     impl: OptimizerImpl = optimizer_impl or DEFAULT_OPTIMIZER_IMPL
     started = time.perf_counter()
@@ -202,12 +203,7 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
                     del found_inf
                 del grads
                 torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM, foreach=True)
-                optimizer.step()
-                for state in optimizer.state.values():
-                    for value in state.values():
-                        if isinstance(value, torch.Tensor):
-                            tracker.retag(value, OPTIMIZER_STATES)
-                optimizer.zero_grad(set_to_none=True)
+                step_and_label_states(optimizer, tracker)
     finally:
         for h in hooks:
             h.remove()
@@ -227,6 +223,20 @@ def trace_training_step(model: ModelSpec, config: TrainConfig, *, optimizer_impl
         trainable_params=n_trainable, frozen_params=n_total - n_trainable,
         micro_steps_per_step=config.grad_accum, elapsed_s=round(time.perf_counter() - started, 3),
         notes=notes, events=tracker.events)
+
+
+def step_and_label_states(optimizer, tracker) -> None:
+    """The optimizer step, its states labelled as such, and `zero_grad(set_to_none=True)`."""
+    import torch
+
+    from .tracker import OPTIMIZER_STATES
+
+    optimizer.step()
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                tracker.retag(value, OPTIMIZER_STATES)
+    optimizer.zero_grad(set_to_none=True)
 
 
 @contextmanager
@@ -249,11 +259,12 @@ def _forward_loss(hf, input_ids, amp_dtype):
     return loss
 
 
-def _install_region_hooks(built, tracker) -> list:
+def _install_region_hooks(built, tracker, *, prepend: bool = False) -> list:
     """Tells the tracker where in the model the current op runs. Decoder layers are hooked on
     their children too, because HF 5 checkpoints `forward` (not `__call__`), so only the
     children's hooks run again in the recompute (pitfall P8). Backward enters layer k when the
-    gradient of its output is computed."""
+    gradient of its output is computed. `prepend` runs the region hooks before hooks already
+    there (FSDP's pre-forward, which gathers the layer, then counts as the layer's)."""
     hooks = []
 
     def set_region(name):
@@ -261,10 +272,10 @@ def _install_region_hooks(built, tracker) -> list:
             tracker.region = name
         return hook
 
-    hooks.append(built.embed_tokens.register_forward_pre_hook(set_region("embed")))
+    hooks.append(built.embed_tokens.register_forward_pre_hook(set_region("embed"), prepend=prepend))
     for k, layer in enumerate(built.decoder_layers):
         name = f"layer {k}"
-        hooks.append(layer.register_forward_pre_hook(set_region(name)))
+        hooks.append(layer.register_forward_pre_hook(set_region(name), prepend=prepend))
         for child in layer.children():
             hooks.append(child.register_forward_pre_hook(set_region(name)))
 

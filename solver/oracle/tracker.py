@@ -101,7 +101,10 @@ class StorageTracker(TorchDispatchMode):
 
     def track(self, tensor: torch.Tensor, category: str | None = None) -> None:
         """Count `tensor`'s storage if it is new; with `category`, (re)label it."""
-        storage = tensor.untyped_storage()
+        self.track_storage(tensor.untyped_storage(), category)
+
+    def track_storage(self, storage, category: str | None = None) -> None:
+        """`track` for a storage (FSDP re-allocates storages with no tensor op: oracle/fsdp_tracker.py)."""
         key = storage._cdata
         entry = self._live.get(key)
         if entry is not None:

@@ -18,7 +18,7 @@ from ..memory.states import optimizer_state_bytes_each
 from ..memory.terms import Affine
 from ..problem.config import TrainConfig
 from ..problem.instance import Instance
-from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, MemoryOptimizer, Method, Offload, Optimizer, Precision
+from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, FsdpStrategy, MemoryOptimizer, Method, Offload, Optimizer, Precision
 from ..problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
@@ -50,7 +50,7 @@ QUALITY_ORDER: tuple[tuple[str, str], ...] = (
     ("amp", "AMP over pure_bf16"),
     ("adamw", "32-bit AdamW"),
     ("offload", "less CPU offload (none, then optimizer states, then parameters too)"),
-    ("zero_stage", "lower ZeRO stage"),
+    ("zero_stage", "less sharding (lower ZeRO stage; FSDP shard_grad_op as ZeRO-2, full_shard as ZeRO-3)"),
     ("packing", "unpacked samples"),
     ("liger", "no Liger kernels"),
     ("headroom", "more headroom"),
@@ -62,7 +62,7 @@ def quality_values(knobs, headroom_bytes: int) -> tuple:
     rank = knobs.lora_rank if knobs.method in (Method.lora, Method.qlora) else 0
     return (knobs.bits, _METHOD_QUALITY[knobs.method], _MEMORY_OPTIMIZER_QUALITY[knobs.memory_optimizer], rank,
             knobs.precision != Precision.pure_bf16, knobs.optim == Optimizer.adamw, _OFFLOAD_QUALITY[knobs.offload],
-            -knobs.zero_stage, not knobs.packing, not knobs.liger, headroom_bytes)
+            -shard_degree(knobs), not knobs.packing, not knobs.liger, headroom_bytes)
 
 
 def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_units: int, order: int) -> tuple:
@@ -71,6 +71,16 @@ def quality_key(knobs: Knobs, split: BatchSplit, headroom_bytes: int, speed_unit
     how much leaves the GPU, not only whether something does: parameter offload is never
     preferred to optimizer-only offload that is as fast (issue 12)."""
     return (*quality_values(knobs, headroom_bytes), speed_units, -order, -split.micro_batch)
+
+
+# How much each engine shards, on ZeRO's scale: FSDP's SHARD_GRAD_OP shards what ZeRO-2 does,
+# FULL_SHARD and HYBRID_SHARD (within a node) what ZeRO-3 does, NO_SHARD nothing.
+_FSDP_DEGREE = {FsdpStrategy.no_shard: 0, FsdpStrategy.shard_grad_op: 2, FsdpStrategy.full_shard: 3,
+                FsdpStrategy.hybrid_shard: 3}
+
+
+def shard_degree(knobs: Knobs) -> int:
+    return _FSDP_DEGREE[knobs.fsdp_strategy] if knobs.fsdp_strategy is not None else knobs.zero_stage
 
 
 # ---- tables ------------------------------------------------------------------------------------

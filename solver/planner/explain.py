@@ -26,7 +26,8 @@ FLAG_OF_PIN = {"method": "--method", "bits": "--bits", "lora_rank": "--lora-rank
                "liger": "--liger/--no-liger", "unsloth_gc": "--unsloth-gc", "reentrant_gc": "--reentrant-gc",
                "memory_optimizer": "--memory-optimizer", "projection_rank": "--projection-rank", "dora": "--dora",
                "pissa": "--pissa", "rslora": "--rslora", "loraplus_lr_ratio": "--loraplus-lr-ratio",
-               "upcast_layernorm": "--upcast-layernorm", "upcast_lmhead_output": "--upcast-lmhead-output"}
+               "upcast_layernorm": "--upcast-layernorm", "upcast_lmhead_output": "--upcast-lmhead-output",
+               "sharding": "--sharding", "fsdp_strategy": "--fsdp-strategy", "fsdp_version": "--fsdp-version"}
 
 
 def _memory_sentence(instance: Instance, settings: SolverSettings, candidates: Candidates

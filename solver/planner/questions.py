@@ -100,11 +100,12 @@ def min_gpus(instance: Instance, settings: SolverSettings | None = None, *, limi
 
 # Pins relaxed together, one group at a time, most harmless first: memory-only knobs, then the
 # optimizer and precision, then the method (which changes what is trained).
-RELAX_GROUPS = (("liger",), ("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), ("zero_stage", "offload"), ("offload",),
+_ENGINE = ("zero_stage", "offload", "sharding", "fsdp_strategy", "fsdp_version")
+RELAX_GROUPS = (("liger",), ("micro_batch", "grad_accum"), ("grad_ckpt",), ("attn",), _ENGINE, ("offload",),
                 ("optim",), ("precision",), ("method", "bits", "lora_rank", "lora_targets", "freeze_layers"),
-                ("micro_batch", "grad_accum", "grad_ckpt", "attn", "zero_stage", "offload"),
+                ("micro_batch", "grad_accum", "grad_ckpt", "attn") + _ENGINE,
                 ("method", "bits", "lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum",
-                 "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision"))
+                 "grad_ckpt", "attn") + _ENGINE + ("optim", "precision"))
 NEAREST_FIT_TIME_LIMIT_S = 2.0
 
 
@@ -118,6 +119,8 @@ def nearest_fit(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> tuple[Es
     equals (the recommender with the file's knobs pinned but one group, for each group; global
     batch and sequence length stay); None if none fits."""
     pinned = {k: getattr(config, k) for k in Pins.model_fields}
+    if config.fsdp_strategy is None:
+        pinned["fsdp_version"] = None  # FSDP's version means nothing without FSDP
     settings = SolverSettings(time_limit_s=NEAREST_FIT_TIME_LIMIT_S)
     best = None
     for group in RELAX_GROUPS:

@@ -11,6 +11,9 @@ is left out here is left out of both. What is left out when not pinned, and why:
   expect on Ampere+), else SDPA.
 - ZeRO-1: the memory model gives it exactly ZeRO-2's per-GPU memory (DeepSpeed's estimator
   treats stages 1 and 2 alike) and no speed advantage; ZeRO-2 stands for both.
+- FSDP: FULL_SHARD (with and without CPU offload) and SHARD_GRAD_OP, HYBRID_SHARD when a plan
+  spans nodes; FSDP1, the version LLaMA-Factory's FSDP examples run (FSDP2 only when pinned).
+  NO_SHARD only when pinned: it is DDP without DDP's buckets, and torch deprecates it.
 - fp32 precision, SGD, Adafactor and paged 8-bit AdamW: chosen by the user, not for speed;
   except fp32 for a model whose fp16 is broken, on a card without bf16 (problem/cautions.py).
 - Known-worse choices an expert avoids when there is a choice (problem/cautions.py): SDPA on
@@ -30,15 +33,18 @@ from dataclasses import dataclass
 
 from ..problem.cautions import fp16_overflow, sdpa_drops_softcapping, slow_int8
 from ..problem.config import TrainConfig
-from ..problem.instance import Instance
+from ..problem.instance import Instance, pinned_sharding
 from ..problem.knobs import (
+    DEFAULT_FSDP_VERSION,
     LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
     Attention,
+    FsdpStrategy,
     MemoryOptimizer,
     Method,
     Offload,
     Optimizer,
     Precision,
+    Sharding,
 )
 from ..problem.rules import (
     attention_allowed,
@@ -60,6 +66,8 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256)
 FREE_METHODS = ((Method.full, 16), (Method.lora, 16), (Method.qlora, 8), (Method.qlora, 4))
 FREE_ZERO_OFFLOAD = ((0, Offload.none), (2, Offload.none), (2, Offload.optimizer), (3, Offload.none),
                      (3, Offload.optimizer), (3, Offload.all))
+FREE_FSDP = ((FsdpStrategy.full_shard, Offload.none), (FsdpStrategy.full_shard, Offload.all),
+             (FsdpStrategy.shard_grad_op, Offload.none), (FsdpStrategy.hybrid_shard, Offload.none))
 FREE_OPTIMIZERS = (Optimizer.adamw, Optimizer.adamw_8bit)
 # Free global batch (no --global-batch, --grad-accum pinned): micro batches tried.
 FREE_MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -86,6 +94,8 @@ class Knobs:
     liger: bool = False
     packing: bool = False
     memory_optimizer: MemoryOptimizer = MemoryOptimizer.none
+    fsdp_strategy: FsdpStrategy | None = None  # None: DDP or DeepSpeed (zero_stage)
+    fsdp_version: int = DEFAULT_FSDP_VERSION
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,10 @@ class SearchSpace:
     fixed_levers: tuple[tuple[str, object], ...] = ()  # pinned levers the search does not vary
     # (method, ZeRO stage, precision) the model cannot run (problem/rules.py fp32_experts_problem)
     excluded: tuple[tuple[Method, int, Precision], ...] = ()
+    # FSDP (strategy, offload) pairs and versions; empty = FSDP not searched
+    fsdp_offloads: tuple[tuple[FsdpStrategy, Offload], ...] = ()
+    fsdp_versions: tuple[int, ...] = (DEFAULT_FSDP_VERSION,)
+    gpus_per_node: int = 0  # 0 = unknown: HYBRID_SHARD is then never searched
 
     @property
     def seq_len(self) -> int:
@@ -138,6 +152,11 @@ class SearchSpace:
         return tuple(s for s in self.splits_for(knobs.n_gpus)
                      if not split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat, attn=knobs.attn,
                                            micro_batch=s.micro_batch, grad_accum=s.grad_accum))
+    def engines(self) -> list[tuple[int, FsdpStrategy | None, int, Offload]]:
+        """(ZeRO stage, FSDP strategy, FSDP version, offload): DDP/DeepSpeed first, then FSDP."""
+        plain = [(stage, None, DEFAULT_FSDP_VERSION, offload) for stage, offload in self.zero_offloads]
+        return plain + [(0, strategy, version, offload) for strategy, offload in self.fsdp_offloads
+                        for version in self.fsdp_versions]
 
     def knob_combinations(self) -> list[Knobs]:
         """Every combination LLaMA-Factory and the hardware accept, in a fixed order."""
@@ -146,16 +165,20 @@ class SearchSpace:
             for method, bits in self.methods:
                 ranks = self.lora_ranks if method in (Method.lora, Method.qlora) else self.lora_ranks[:1]
                 for rank in ranks:
-                    for stage, offload in self.zero_offloads:
+                    for stage, strategy, version, offload in self.engines():
+                        if strategy == FsdpStrategy.hybrid_shard and not 0 < self.gpus_per_node < n:
+                            continue  # HYBRID_SHARD needs a plan that spans nodes
                         for precision in self.precisions:
                             for optim in self.optims:
                                 for ckpt in self.grad_ckpt:
                                     for attn in self.attns:
                                         for liger, packing, memory in self._lever_values(method):
                                             knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
-                                                          precision, n, liger, packing, memory)
-                                            if combination_allowed(knobs, dict(self.fixed_levers)) and (
-                                                    (method, stage, precision) not in self.excluded):
+                                                          precision, n, liger=liger, packing=packing,
+                                                          memory_optimizer=memory, fsdp_strategy=strategy,
+                                                          fsdp_version=version)
+                                            fp32_experts = (method, stage, precision) in self.excluded and strategy is None
+                                            if combination_allowed(knobs, dict(self.fixed_levers)) and not fp32_experts:
                                                 result.append(knobs)
         return result
 
@@ -173,22 +196,26 @@ class SearchSpace:
                            grad_ckpt=knobs.grad_ckpt, attn=knobs.attn, zero_stage=knobs.zero_stage,
                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
                            n_gpus=knobs.n_gpus, liger=knobs.liger, memory_optimizer=knobs.memory_optimizer,
+                           fsdp_strategy=knobs.fsdp_strategy, fsdp_version=knobs.fsdp_version,
                            **dict(self.fixed_levers))
 
 
 def combination_allowed(knobs: Knobs, fixed_levers: dict | None = None) -> bool:
-    """Whether LLaMA-Factory and DeepSpeed run this combination (problem/rules.py), and whether
-    it is worth searching: DeepSpeed on one GPU only for offload (ZeRO shards nothing on one GPU)."""
-    if knobs.n_gpus == 1 and knobs.zero_stage > 0 and knobs.offload == Offload.none:
+    """Whether LLaMA-Factory, DeepSpeed and accelerate run this combination (problem/rules.py), and
+    whether it is worth searching: DeepSpeed and FSDP on one GPU only for offload (they shard
+    nothing on one GPU)."""
+    sharded = knobs.zero_stage > 0 or knobs.fsdp_strategy is not None
+    if knobs.n_gpus == 1 and sharded and knobs.offload == Offload.none:
         return False
     if undocumented_problems(method=knobs.method, zero_stage=knobs.zero_stage, offload=knobs.offload):
         return False  # never propose what no framework documents (problem/rules.py)
     if combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
-                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision):
+                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
+                            fsdp_strategy=knobs.fsdp_strategy, fsdp_version=knobs.fsdp_version):
         return False
     if memory_optimizer_problems(method=knobs.method, memory_optimizer=knobs.memory_optimizer,
                                  zero_stage=knobs.zero_stage, offload=knobs.offload, optim=knobs.optim,
-                                 n_gpus=knobs.n_gpus):
+                                 n_gpus=knobs.n_gpus, fsdp_strategy=knobs.fsdp_strategy):
         return False
     fixed = fixed_levers or {}
     if fixed.get("unsloth_gc") and not knobs.grad_ckpt:
@@ -281,15 +308,25 @@ def search_space(instance: Instance, with_memory_optimizers: bool = False) -> Se
         attns = (Attention.fa2,)
     else:
         attns = (Attention.eager,) if sdpa_drops_softcapping(instance.model, Attention.sdpa) else (Attention.sdpa,)
+    engine = pinned_sharding(pins.pinned())
     zero_offloads = tuple((s, o) for s, o in FREE_ZERO_OFFLOAD
                           if (pins.zero_stage is None or s == pins.zero_stage)
                           and (pins.offload is None or o == pins.offload)
+                          and engine in (None, Sharding.deepspeed if s else Sharding.none)
                           and not zero_stage_problem(instance.model, s))
-    if not zero_offloads and pins.zero_stage is not None:  # e.g. --zero 1
+    if not zero_offloads and pins.zero_stage is not None and engine != Sharding.fsdp:  # e.g. --zero 1
         offloads = [pins.offload] if pins.offload is not None else [Offload.none, Offload.optimizer]
         zero_offloads = tuple((pins.zero_stage, o) for o in offloads)
+    fsdp_offloads: tuple[tuple[FsdpStrategy, Offload], ...] = ()
+    if engine in (None, Sharding.fsdp):
+        pairs = FREE_FSDP if pins.fsdp_strategy is None else \
+            [(pins.fsdp_strategy, o) for o in (Offload.none, Offload.all)]
+        fsdp_offloads = tuple((s, o) for s, o in pairs if pins.offload is None or o == pins.offload)
+    fsdp_versions = (pins.fsdp_version,) if pins.fsdp_version is not None else (DEFAULT_FSDP_VERSION,)
     if instance.model.prequantized is not None and instance.model.prequantized.quantized_in_training:
+        # "DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized models" (problem/rules.py)
         zero_offloads = tuple((s, o) for s, o in zero_offloads if s != 3)
+        fsdp_offloads = ()
     optims = (pins.optim,) if pins.optim is not None else FREE_OPTIMIZERS
     if pins.precision is not None:
         precisions = (pins.precision,)
@@ -325,4 +362,5 @@ def search_space(instance: Instance, with_memory_optimizers: bool = False) -> Se
         freeze_layers=pins.freeze_layers or LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
         ligers=ligers, packings=packings, memory_optimizers=memories, fixed_levers=tuple(sorted(fixed.items())),
         excluded=excluded,
+        fsdp_offloads=fsdp_offloads, fsdp_versions=fsdp_versions, gpus_per_node=gpus.gpus_per_node,
     )

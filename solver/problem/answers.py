@@ -20,6 +20,9 @@ def plan_knobs(config: TrainConfig) -> dict:
             "micro_batch": config.micro_batch, "grad_accum": config.grad_accum, "grad_ckpt": config.grad_ckpt,
             "attn": config.attn.value, "zero_stage": config.zero_stage, "offload": config.offload.value,
             "optim": config.optim.value, "precision": config.precision.value, "n_gpus": config.n_gpus,
+            "sharding": config.sharding.value,
+            "fsdp_strategy": config.fsdp_strategy.value if config.fsdp_strategy else None,
+            "fsdp_version": config.fsdp_version if config.fsdp_strategy else None,
             **lever_knobs(config)}
 
 
@@ -274,6 +277,9 @@ class SweepRow(BaseModel):
     optim: str | None = None
     precision: str | None = None
     n_gpus: int | None = None
+    sharding: str | None = None  # none, deepspeed or fsdp
+    fsdp_strategy: str | None = None
+    fsdp_version: int | None = None
     peak_gib: float | None = None  # required per GPU incl. CUDA context and allocator reserve, GiB = 2^30 B
     capacity_gib: float | None = None
     host_ram_gib: float | None = None  # per node, for CPU offload

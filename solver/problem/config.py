@@ -11,15 +11,18 @@ from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from . import rules
 from .knobs import (
+    DEFAULT_FSDP_VERSION,
     LLAMAFACTORY_DEFAULT_FREEZE_LAYERS,
     LLAMAFACTORY_DEFAULT_LORA_RANK,
     LLAMAFACTORY_DEFAULT_PROJECTION_RANK,
     Attention,
     MemoryOptimizer,
+    FsdpStrategy,
     Method,
     Offload,
     Optimizer,
     Precision,
+    Sharding,
 )
 
 
@@ -44,6 +47,11 @@ class TrainConfig(BaseModel):
     optim: Optimizer = Optimizer.adamw
     precision: Precision = Precision.bf16
     n_gpus: int = Field(default=1, ge=1)  # GPUs used, all data-parallel
+    # FSDP (accelerate's FSDP plugin) instead of DDP / DeepSpeed: its sharding strategy, None = no
+    # FSDP, and accelerate's fsdp_version (docs/fsdp.md). `offload: all` is FSDP's
+    # fsdp_offload_params (parameters, gradients and the optimizer step on the CPU).
+    fsdp_strategy: FsdpStrategy | None = None
+    fsdp_version: int = Field(default=DEFAULT_FSDP_VERSION, ge=1, le=2)
     # The data's shape, which decides the caching allocator's variable-length reserve
     # (memory/overheads.py): packed samples are all seq_len long; otherwise the mean sample length
     # (None = unknown, taken as seq_len: the conservative end).
@@ -88,7 +96,8 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         problems = rules.combination_problems(method=self.method, bits=self.bits, zero_stage=self.zero_stage,
-                                              offload=self.offload, optim=self.optim, precision=self.precision)
+                                              offload=self.offload, optim=self.optim, precision=self.precision,
+                                              fsdp_strategy=self.fsdp_strategy, fsdp_version=self.fsdp_version)
         shape = rules.data_shape_problem(self.seq_len, self.mean_sample_len)
         if shape:
             problems.append(shape)
@@ -96,6 +105,13 @@ class TrainConfig(BaseModel):
         if problems:
             raise ValueError(problems[0])
         return self
+
+    @property
+    def sharding(self) -> Sharding:
+        """The engine that shards the model states: FSDP, DeepSpeed (ZeRO 1-3) or none (DDP)."""
+        if self.fsdp_strategy is not None:
+            return Sharding.fsdp
+        return Sharding.deepspeed if self.zero_stage else Sharding.none
 
     @property
     def uses_lora(self) -> bool:
@@ -126,13 +142,15 @@ def violations(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> list[str]
     as lines a user can act on."""
     problems = rules.hardware_problems(gpus, precision=config.precision, attn=config.attn, bits=config.bits,
                                        n_gpus=config.n_gpus, liger=config.liger)
+    problems += rules.fsdp_hardware_problems(gpus, strategy=config.fsdp_strategy, n_gpus=config.n_gpus)
     problems += rules.model_problems(
         model, method=config.method,
         lora_rank=config.lora_rank if config.uses_lora else None,
         lora_targets=config.lora_targets if config.uses_lora else None,
         freeze_layers=config.freeze_layers if config.method == Method.freeze else None,
         zero_stage=config.zero_stage, attn=config.attn, seq_len=config.seq_len, precision=config.precision, gpus=gpus)
-    problems += rules.prequantized_problems(model, zero_stage=config.zero_stage)
+    # FSDP shards like ZeRO-3, and LLaMA-Factory refuses both on PTQ-quantized models
+    problems += rules.prequantized_problems(model, zero_stage=3 if config.fsdp_strategy else config.zero_stage)
     return problems
 
 
@@ -178,7 +196,7 @@ def describe_config(config: TrainConfig) -> str:
         method += f" {c.bits}-bit"
     parts = [method, f"seq {c.seq_len}", f"micro-batch {c.micro_batch}", f"accum {c.grad_accum}",
              "ckpt" if c.grad_ckpt else "no ckpt", c.attn.value, c.precision.value, c.optim.value,
-             f"ZeRO-{c.zero_stage}" if c.zero_stage else "no ZeRO"]
+             describe_sharding(c) or "no ZeRO"]
     if c.offload != Offload.none:
         parts.append(f"offload {c.offload.value}")
     parts += lever_words(c)
@@ -195,13 +213,20 @@ def describe_plan(config: TrainConfig) -> str:
         method += f" r{config.lora_rank}"
     parts = [method, f"micro batch {config.micro_batch}", "ckpt" if config.grad_ckpt else "no ckpt",
              config.precision.value, config.optim.value]
-    if config.zero_stage:
-        parts.append(f"ZeRO-{config.zero_stage}")
+    if config.zero_stage or config.fsdp_strategy:
+        parts.append(describe_sharding(config))
     if config.offload != Offload.none:
         parts.append(f"offload {config.offload.value}")
     parts += lever_words(config)
     parts.append(_gpu_count(config.n_gpus))
     return ", ".join(parts)
+
+
+def describe_sharding(config: TrainConfig) -> str:
+    """`ZeRO-3`, `FSDP1 full_shard`, or "" without sharding."""
+    if config.fsdp_strategy is not None:
+        return f"FSDP{config.fsdp_version} {config.fsdp_strategy.value}"
+    return f"ZeRO-{config.zero_stage}" if config.zero_stage else ""
 
 
 def describe_launch(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> str:

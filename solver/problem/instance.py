@@ -13,7 +13,7 @@ from ..specs.model import ModelSpec
 from . import rules
 from .cautions import sdpa_drops_softcapping
 from .config import TrainConfig, make_config
-from .knobs import Attention, MemoryOptimizer, Method, Offload, Optimizer, Precision
+from .knobs import Attention, FsdpStrategy, MemoryOptimizer, Method, Offload, Optimizer, Precision, Sharding
 
 
 class Pins(BaseModel):
@@ -47,6 +47,11 @@ class Pins(BaseModel):
     projection_rank: int | None = Field(default=None, ge=1)
     upcast_layernorm: bool | None = None
     upcast_lmhead_output: bool | None = None
+    # the sharding engine (docs/fsdp.md): --zero 1-3 implies deepspeed and --zero 0 none (plain
+    # DDP), an FSDP strategy or version implies fsdp
+    sharding: Sharding | None = None
+    fsdp_strategy: FsdpStrategy | None = None
+    fsdp_version: int | None = None
 
     def pinned(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -101,11 +106,53 @@ def completed_pins(pins: dict) -> dict:
     return pins
 
 
+def pinned_sharding(pins: dict) -> Sharding | None:
+    """The engine the pins decide, None when free (pins as `Pins.pinned()`)."""
+    if pins.get("sharding") is not None:
+        return Sharding(pins["sharding"])
+    if pins.get("fsdp_strategy") is not None or pins.get("fsdp_version") is not None:
+        return Sharding.fsdp
+    if pins.get("zero_stage") is not None:
+        return Sharding.deepspeed if pins["zero_stage"] else Sharding.none
+    return None
+
+
+def sharding_problem(pins: dict) -> str | None:
+    """Pins that contradict the pinned engine, as one line."""
+    engine = pinned_sharding(pins)
+    stage = pins.get("zero_stage")
+    if engine == Sharding.deepspeed and stage == 0:
+        return "--sharding deepspeed needs --zero 1, 2 or 3 (--zero 0 is plain DDP)"
+    if engine != Sharding.fsdp and (pins.get("fsdp_strategy") is not None or pins.get("fsdp_version") is not None):
+        return f"--fsdp-strategy and --fsdp-version are FSDP's: use --sharding fsdp, not {engine.value}"
+    if engine == Sharding.none and stage:
+        return f"--zero {stage} is DeepSpeed: use --sharding deepspeed, or --zero 0 for plain DDP"
+    return None
+
+
+def _engine_knobs(pins: dict) -> dict:
+    """Pins as TrainConfig fields: `sharding` becomes fsdp_strategy (FULL_SHARD, accelerate's
+    default) or a ZeRO stage, and an unset FSDP version is accelerate's default."""
+    pins = dict(pins)
+    problem = sharding_problem(pins)
+    if problem:
+        raise InvalidConfigurationError(problem)
+    engine = pinned_sharding(pins)
+    pins.pop("sharding", None)
+    if engine == Sharding.fsdp:
+        pins.setdefault("fsdp_strategy", FsdpStrategy.full_shard)
+    elif engine == Sharding.deepspeed and pins.get("zero_stage") is None:
+        raise InvalidConfigurationError("--sharding deepspeed needs a ZeRO stage here: add --zero 1, 2 or 3")
+    if pins.get("fsdp_version") is None:
+        pins.pop("fsdp_version", None)
+    return pins
+
+
 def config_for_estimate(instance: Instance) -> TrainConfig:
     """A full configuration from the pins, LLaMA-Factory's defaults for the rest: LoRA rank 8 on
     all linear modules, checkpointing on, micro batch 1, SDPA (eager on Gemma-2), AdamW, bf16
     where the GPU has it (else fp16), no ZeRO, all GPUs."""
-    pins = completed_pins(instance.pins.pinned())
+    pins = _engine_knobs(completed_pins(instance.pins.pinned()))
     pins.setdefault("precision", rules.default_precision(instance.gpus))
     if sdpa_drops_softcapping(instance.model, pins.get("attn", Attention.sdpa)) and "attn" not in pins:
         # LLaMA-Factory's `flash_attn: auto` on Gemma-2: FA2 if installed, else eager (cautions.py);
@@ -130,7 +177,7 @@ def _refuse_undocumented(knobs: dict) -> None:
 
 
 COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision", "memory_optimizer", "dora", "pissa",
-                  "rslora", "loraplus_lr_ratio")
+                  "rslora", "loraplus_lr_ratio", "sharding", "fsdp_strategy", "fsdp_version")
 
 
 def check_pins(instance: Instance) -> None:
@@ -142,11 +189,23 @@ def check_pins(instance: Instance) -> None:
                                      attn=pins.attn, seq_len=instance.workload.seq_len)
     problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
                                             zero_stage=pins.zero_stage)
+    problems += rules.fsdp_hardware_problems(gpus, strategy=pins.fsdp_strategy, n_gpus=pins.n_gpus or gpus.total_gpus)
     if problems:
         raise InvalidConfigurationError(problems[0])
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})
-    if "zero_stage" not in combined and combined.get("offload", Offload.none) != Offload.none:
+    problem = sharding_problem(combined)
+    if problem:
+        raise InvalidConfigurationError(problem)
+    engine = pinned_sharding(combined)
+    if engine in (None, Sharding.deepspeed) and "zero_stage" not in combined \
+            and combined.get("offload", Offload.none) != Offload.none:
         # a free ZeRO stage will be the lowest that offloads it: 2 for the optimizer, 3 for all
+        # (a free engine may also be FSDP, which offloads all; the DeepSpeed reading is the wider)
         combined["zero_stage"] = 3 if combined["offload"] == Offload.all else 2
-    make_config(**combined)  # LLaMA-Factory's rejections of the pinned knobs, as one line
+        combined.pop("sharding", None)
+    if engine == Sharding.deepspeed and "zero_stage" not in combined:
+        combined["zero_stage"] = 3  # the stage that combines with every other pin
+    if engine == Sharding.none:
+        combined.pop("sharding", None)
+    make_config(**_engine_knobs(combined))  # LLaMA-Factory's and accelerate's rejections, as one line
     _refuse_undocumented(combined)

@@ -25,6 +25,23 @@ class Offload(str, Enum):
     all = "all"  # offload_optimizer + offload_param (ZeRO 3 only)
 
 
+class Sharding(str, Enum):
+    """Which engine shards the model states over the GPUs (docs/fsdp.md)."""
+
+    none = "none"  # plain DDP (llamafactory-cli train under torchrun)
+    deepspeed = "deepspeed"  # DeepSpeed ZeRO stage 1-3 (`deepspeed:` in train.yaml)
+    fsdp = "fsdp"  # PyTorch FSDP through accelerate (`accelerate launch --config_file fsdp_config.yaml`)
+
+
+class FsdpStrategy(str, Enum):
+    """FSDP's sharding strategies (accelerate 1.11 `FSDP_SHARDING_STRATEGY`, utils/constants.py:38)."""
+
+    full_shard = "full_shard"  # params, grads and optimizer states sharded; params resharded after forward
+    shard_grad_op = "shard_grad_op"  # same shards; params stay gathered from forward to their backward
+    hybrid_shard = "hybrid_shard"  # FULL_SHARD inside a node, replicated across nodes
+    no_shard = "no_shard"  # nothing sharded (DDP-like)
+
+
 class Optimizer(str, Enum):
     adamw = "adamw"  # torch AdamW (HF adamw_torch_fused / adamw_torch)
     adamw_8bit = "adamw_8bit"  # bitsandbytes 8-bit AdamW
@@ -39,6 +56,11 @@ class Precision(str, Enum):
     fp32 = "fp32"
     pure_bf16 = "pure_bf16"  # LLaMA-Factory pure_bf16: bf16 params and optimizer states, no AMP
 
+
+FSDP_VERSIONS = (1, 2)  # accelerate `fsdp_version`: 1 = FullyShardedDataParallel, 2 = fully_shard
+# accelerate 1.11 FullyShardedDataParallelPlugin.fsdp_version defaults to 1, and LLaMA-Factory 0.9.5's
+# examples/accelerate/fsdp_config.yaml (the FSDP+QLoRA example's config) sets no fsdp_version.
+DEFAULT_FSDP_VERSION = 1
 
 BITS = (16, 8, 4)  # base weight bits: 16-bit, bitsandbytes LLM.int8, NF4
 BITSANDBYTES_OPTIMIZERS = (Optimizer.adamw_8bit, Optimizer.paged_adamw_8bit)

@@ -8,7 +8,8 @@ FA2 README; P4/P40/V100/T4 have no bf16 although torch reports it by emulation);
 shared/reference/schemas.md A.2 (LLaMA-Factory parser rejections: quantization only with LoRA,
 "Only 4-bit quantized model can use fsdp+qlora", `pure_bf16` is incompatible with ZeRO-3);
 DeepSpeed 0.19.8 (`offload_param` is a ZeRO-3 feature; CPU offload steps the optimizer with its
-own CPU Adam, so bitsandbytes' GPU optimizers cannot run there).
+own CPU Adam, so bitsandbytes' GPU optimizers cannot run there). FSDP: `fsdp_problems` below, each
+rule with its source (docs/fsdp.md).
 The memory levers (issue 16): LLaMA-Factory 0.9.5 `hparams/finetuning_args.py:595-615`,
 `hparams/parser.py:192-193, 377-401`, `train/trainer_utils.py:239-251, 330-338`,
 `data/collator.py:527-532`; /work/notes/llamafactory/facts.md D.1-D.5 quotes each message.
@@ -25,6 +26,7 @@ from .knobs import (
     LAYERWISE_OPTIMIZERS,
     PROJECTED_OPTIMIZERS,
     Attention,
+    FsdpStrategy,
     MemoryOptimizer,
     Method,
     Offload,
@@ -40,9 +42,13 @@ def bits_problem(bits: int) -> str | None:
 
 
 def combination_problems(*, method: Method, bits: int, zero_stage: int, offload: Offload, optim: Optimizer,
-                         precision: Precision) -> list[str]:
-    """Every reason LLaMA-Factory or DeepSpeed refuses this combination of knobs, whatever the
-    hardware and the model."""
+                         precision: Precision, fsdp_strategy: FsdpStrategy | None = None,
+                         fsdp_version: int = 1) -> list[str]:
+    """Every reason LLaMA-Factory, DeepSpeed or accelerate refuses this combination of knobs,
+    whatever the hardware and the model."""
+    if fsdp_strategy is not None:
+        return fsdp_problems(method=method, bits=bits, zero_stage=zero_stage, offload=offload, optim=optim,
+                             precision=precision, strategy=fsdp_strategy, version=fsdp_version)
     problems = []
     if method == Method.qlora and bits == 16:
         problems.append("qlora needs a quantized base: --bits 4 or 8")
@@ -110,14 +116,15 @@ def lever_problems(config) -> list[str]:
         problems.append("use_unsloth_gc offloads the checkpoints of gradient checkpointing: it needs --grad-ckpt")
     problems += memory_optimizer_problems(method=c.method, memory_optimizer=c.memory_optimizer,
                                           zero_stage=c.zero_stage, offload=c.offload, optim=c.optim,
-                                          n_gpus=c.n_gpus)
+                                          n_gpus=c.n_gpus, fsdp_strategy=c.fsdp_strategy)
     problems += split_problems(memory_optimizer=c.memory_optimizer, neat_packing=c.neat_packing, attn=c.attn,
                                micro_batch=c.micro_batch, grad_accum=c.grad_accum)
     return problems
 
 
 def memory_optimizer_problems(*, method: Method, memory_optimizer: MemoryOptimizer, zero_stage: int,
-                              offload: Offload, optim: Optimizer, n_gpus: int) -> list[str]:
+                              offload: Offload, optim: Optimizer, n_gpus: int,
+                              fsdp_strategy: FsdpStrategy | None = None) -> list[str]:
     """GaLore, APOLLO, BAdam and Adam-mini: LLaMA-Factory's rejections, and what fitplan models."""
     m = memory_optimizer
     if m == MemoryOptimizer.none:
@@ -143,6 +150,8 @@ def memory_optimizer_problems(*, method: Method, memory_optimizer: MemoryOptimiz
                             f"(LLaMA-Factory: Unknown optim): use --optim {allowed[0].value}")
     if offload != Offload.none:
         problems.append(f"fitplan does not model {name} with DeepSpeed CPU offload: use --offload none")
+    if fsdp_strategy is not None:
+        problems.append(f"fitplan does not model {name} under FSDP: use --sharding none or deepspeed")
     if m in (MemoryOptimizer.badam, MemoryOptimizer.adam_mini) and zero_stage in (1, 2):
         problems.append(f"fitplan models {name} without DeepSpeed or with ZeRO-3 (LLaMA-Factory's sharded mode): "
                         "use --zero 0 or 3")
@@ -160,6 +169,55 @@ def split_problems(*, memory_optimizer: MemoryOptimizer, neat_packing: bool, att
         problems.append("neat_packing with FlashAttention-2 needs micro batch 1 (LLaMA-Factory collator: "
                         "bsz should be 1 for neat packing): use --micro-batch 1")
     return problems
+
+
+def fsdp_problems(*, method: Method, bits: int, zero_stage: int, offload: Offload, optim: Optimizer,
+                  precision: Precision, strategy: FsdpStrategy, version: int) -> list[str]:
+    """Why accelerate 1.11 / LLaMA-Factory 0.9.5 would not run this FSDP combination, or why
+    fitplan does not plan it (each rule says which)."""
+    problems = combination_problems(method=method, bits=bits, zero_stage=0, offload=Offload.none, optim=optim,
+                                    precision=precision)
+    if zero_stage:
+        # accelerate runs one distributed_type per launch: FSDP or DEEPSPEED (commands/config/config_args.py)
+        problems.append("FSDP and DeepSpeed ZeRO are two sharding engines and accelerate runs one per launch: "
+                        "drop --zero, or use --sharding deepspeed")
+    if offload == Offload.optimizer:
+        # FSDP1 CPUOffload(offload_params=True) / FSDP2 CPUOffloadPolicy move parameters, gradients and
+        # the optimizer step to the CPU together; neither offloads the optimizer alone
+        problems.append("FSDP offloads parameters, gradients and the optimizer step together "
+                        "(fsdp_offload_params): use --offload all, or --offload none")
+    if offload != Offload.none and optim in BITSANDBYTES_OPTIMIZERS:
+        problems.append("FSDP CPU offload steps the optimizer on the CPU; bitsandbytes 8-bit optimizers run on "
+                        "the GPU: use --optim adamw with --offload all")
+    if method == Method.qlora and bits == 8:
+        # LLaMA-Factory model_utils/quantization.py:183-192; FSDP1 also cannot flatten int8 with 16-bit norms
+        problems.append("Only 4-bit quantized model can use fsdp+qlora (LLaMA-Factory): use --bits 4")
+    if precision not in (Precision.bf16, Precision.fp16):
+        # accelerate's mixed_precision sets FSDP's MixedPrecision policy (utils/dataclasses.py
+        # set_mixed_precision); pure_bf16 and fp32 plans are not modelled under FSDP
+        problems.append("fitplan plans FSDP with bf16 or fp16 mixed precision (accelerate mixed_precision): "
+                        "use --precision bf16 or fp16")
+    if version == 2:
+        if method == Method.qlora:
+            # accelerate 1.11 fsdp2_prepare_model casts the whole model to fp32 after fully_shard
+            # (utils/fsdp_utils.py:702-707), 4-bit storage included; LLaMA-Factory's FSDP+QLoRA example
+            # (examples/extras/fsdp_qlora) runs FSDP1
+            problems.append("FSDP2 with a bitsandbytes 4-bit base is not what LLaMA-Factory 0.9.5 runs (accelerate "
+                            "1.11 casts the whole model to fp32 after fully_shard): use --fsdp-version 1")
+        if strategy in (FsdpStrategy.hybrid_shard, FsdpStrategy.no_shard):
+            # accelerate 1.11: FSDP2 takes only reshard_after_forward (a bool), utils/dataclasses.py:1821-1824
+            problems.append(f"FSDP2 has no {strategy.value} (accelerate 1.11 takes only reshard_after_forward: "
+                            "full_shard or shard_grad_op): use --fsdp-version 1")
+    return problems
+
+
+def fsdp_hardware_problems(gpus: GpuSet, *, strategy: FsdpStrategy | None, n_gpus: int) -> list[str]:
+    """FSDP strategies that need a shape of GPU set."""
+    if strategy == FsdpStrategy.hybrid_shard and n_gpus <= gpus.gpus_per_node:
+        # torch FSDP1 HYBRID_SHARD shards inside a node and replicates across nodes
+        # (fsdp/_init_utils.py _init_intra_and_inter_node_groups)
+        return ["hybrid_shard replicates across nodes; on one node it is full_shard: use --fsdp-strategy full_shard"]
+    return []
 
 
 def data_shape_problem(seq_len: int, mean_sample_len: int | None) -> str | None:

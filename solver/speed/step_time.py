@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..memory.fsdp import shard_group_size
 from ..memory.params import lora_params, lora_targets, trainable_params
 from ..memory.states import frozen_base_bytes
 from ..problem.config import TrainConfig
@@ -41,6 +42,7 @@ from ..specs.model import ModelSpec
 from ..units import FP32_BYTES, HALF_BYTES
 from . import constants as K
 from . import levers
+from .fsdp import fsdp_communication_s, fsdp_cpu_optimizer_s, fsdp_offload_bytes
 
 
 @dataclass(frozen=True)
@@ -361,7 +363,15 @@ def step_time(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> StepTime:
     communication = comm_bytes / link * (1 - K.COMM_OVERLAP_FRACTION) if comm_bytes else 0.0
     offload = offload_bytes / _pcie_copy_bytes_per_s(gpu) if offload_bytes else 0.0
 
-    if offload_opt:
+    if config.fsdp_strategy is not None:  # FSDP's collectives and offload (speed/fsdp.py)
+        communication = fsdp_communication_s(model, gpus, config, lambda k: collective_bytes_per_s(gpus, k))
+        offload = fsdp_offload_bytes(model, gpus, config) / _pcie_copy_bytes_per_s(gpu)
+    if config.fsdp_strategy is not None and config.offload == Offload.all:
+        optimizer = fsdp_cpu_optimizer_s(model, gpus, config)
+    elif config.fsdp_strategy is not None:
+        shard = p_train / shard_group_size(config, gpus.gpus_per_node)
+        optimizer = shard * _optimizer_bytes_per_param(config.optim) / _dram_bytes_per_s(gpu)
+    elif offload_opt:
         gpus_on_node = min(n, gpus.gpus_per_node)
         optimizer = p_train / n * gpus_on_node / K.CPU_ADAM_PARAMS_PER_S_PER_NODE
     else:

@@ -26,3 +26,18 @@ def test_trace_json_has_both_peaks_and_the_terms(capsys):
     assert abs(data["relative_error"]) < 0.01
     assert {"weights", "activations", "logits_loss"} <= set(data["terms"])
     assert any("CUDA context" in item for item in data["trace_cannot_see"])
+
+
+def test_trace_of_an_fsdp_step_compares_the_fsdp_terms(capsys):
+    code = main(["trace", "--model", "qwen2.5-0.5b", "--gpus", "2xA100-80G", "--sharding", "fsdp", "--fsdp-version",
+                 "2", "--method", "lora", "--seq-len", "64", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["world_size"] == 2
+    assert data["terms"]["unsharded_params"]["traced_bytes"] > 0
+    assert abs(data["relative_error"]) <= 0.01
+
+
+def test_an_fsdp_trace_refuses_cpu_offload_in_one_line(capsys):
+    code = main(["trace", "--model", "qwen2.5-0.5b", "--gpus", "2xA100-80G", "--sharding", "fsdp", "--offload", "all"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "CPU offload cannot be traced" in err[0]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 
 from fitplan.solver.problem.config import TrainConfig, violations
+from fitplan.solver.problem.knobs import Attention, FsdpStrategy, Method, Offload, Optimizer, Precision
 from fitplan.solver.problem.rules import undocumented_problems
-from fitplan.solver.problem.knobs import Attention, Method, Offload, Optimizer, Precision
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
 METHODS = [(Method.full, 16), (Method.freeze, 16), (Method.lora, 16), (Method.qlora, 4), (Method.qlora, 8)]
@@ -121,4 +121,21 @@ def lever_grid() -> list[tuple]:
         config = valid_config(model, gpus, seq_len=512, **knobs)
         assert config is not None, knobs
         plans.append((model, gpus, config))
+    return plans
+
+
+def fsdp_grid() -> list[tuple]:
+    """FSDP plans: every strategy, version, offload, method and precision accelerate 1.11 and
+    LLaMA-Factory run, on one node of A100s (bf16), 8 x P4 (fp16) and two nodes (HYBRID_SHARD)."""
+    plans = []
+    for model_name, gpus_text in (("qwen2.5-0.5b", "4xA100-80G"), ("qwen2.5-7b", "8xP4"), ("qwen2.5-0.5b", "2x4xP4")):
+        model, gpus = load_model(model_name), parse_gpu_set(gpus_text)
+        precision = Precision.bf16 if gpus.gpu.bf16_hardware else Precision.fp16
+        for (method, bits), strategy, version, offload, ckpt in itertools.product(
+                METHODS, FsdpStrategy, (1, 2), (Offload.none, Offload.all), (True, False)):
+            config = valid_config(model, gpus, method=method, bits=bits, fsdp_strategy=strategy, fsdp_version=version,
+                                  offload=offload, precision=precision, grad_ckpt=ckpt, n_gpus=gpus.total_gpus,
+                                  micro_batch=1, grad_accum=4, seq_len=1024, lora_rank=16, freeze_layers=3)
+            if config is not None:
+                plans.append((model, gpus, config))
     return plans

@@ -6,6 +6,8 @@ test_llamafactory_validation.py. Recipe: shared/reference/schemas.md A.4 and B.5
     python lf_validate.py --hidden-size H train1.yaml ...        (no `deepspeed:` key)
     torchrun --nproc_per_node=1 --master_addr 127.0.0.1 ... lf_validate.py --hidden-size H ...
     python lf_validate.py --deepspeed-only ds1.json=WORLD ...     (`--emit deepspeed` files, GPUs)
+    python lf_validate.py --accelerate fsdp_config.yaml ...       (FSDP plans: the folder's launch.sh
+                                                                    and train.yaml with it)
 
 Prints one JSON line per file: {"path", "ok", "error"}.
 """
@@ -82,16 +84,85 @@ def validate_deepspeed_dict(config: dict, world_size: int | None = None) -> None
     DeepSpeedConfig(json.loads(text))
 
 
+FSDP_ENV_PREFIXES = ("ACCELERATE_", "FSDP_")
+
+
+def launch_arguments(launch_sh: Path) -> list[str]:
+    """The arguments launch.sh gives `accelerate launch`, its variables set as on node 0."""
+    import shlex
+
+    line = next(line for line in launch_sh.read_text().splitlines() if line.startswith("accelerate launch "))
+    values = {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in values.items():
+        line = line.replace(f'"${name}"', value)
+    return shlex.split(line)[2:]
+
+
+def validate_accelerate(config_path: Path, hidden_size: int) -> None:
+    """An emitted FSDP plan, checked by accelerate 1.11's own code: the config loader
+    (`load_config_from_file`), every fsdp_config key against the `fsdp_*` arguments of `accelerate
+    launch` (which the loader does not check: launch keeps unknown ones silently), launch.sh's
+    command line through `accelerate launch`'s parser and `_validate_launch_command`, the
+    environment `prepare_multi_gpu_env` builds (it raises on contradictory FSDP flags), and the
+    FullyShardedDataParallelPlugin that environment makes. Then the training YAML through
+    LLaMA-Factory's get_train_args with that environment, and the module the launch runs."""
+    import importlib.util
+
+    import accelerate.utils.dataclasses as accelerate_dataclasses
+    import torch
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    loaded = load_config_from_file(str(config_path))
+    if str(loaded.distributed_type) not in ("DistributedType.FSDP", "FSDP"):
+        raise ValueError(f"distributed_type is {loaded.distributed_type}, not FSDP")
+    parser = launch_command_parser()
+    launch_fsdp_args = {a.dest for a in parser._actions if a.dest.startswith("fsdp_")} | {"fsdp_ignored_modules"}
+    unknown = [k for k in loaded.fsdp_config if (k if k.startswith("fsdp") else f"fsdp_{k}") not in launch_fsdp_args]
+    if unknown:
+        raise ValueError(f"fsdp_config keys accelerate launch does not read: {unknown}")
+    folder = config_path.parent
+    args = parser.parse_args(launch_arguments(folder / "launch.sh"))
+    if args.config_file != config_path.name or not args.module or args.training_script != "llamafactory.launcher":
+        raise ValueError(f"launch.sh does not run llamafactory.launcher with {config_path.name}: {args}")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        args, _defaults, _mp = _validate_launch_command(args)
+        env = prepare_multi_gpu_env(args)
+    finally:
+        os.chdir(cwd)
+    saved = {k: v for k, v in os.environ.items() if k.startswith(FSDP_ENV_PREFIXES)}
+    os.environ.update({k: v for k, v in env.items() if k.startswith(FSDP_ENV_PREFIXES)})
+    # sync_module_states looks up the current accelerator device: this CPU's, not the file's
+    accelerate_dataclasses.is_cuda_available = lambda: True
+    torch.cuda.current_device = lambda: 0
+    try:
+        accelerate_dataclasses.FullyShardedDataParallelPlugin()
+        validate_yaml(folder / args.training_script_args[0], hidden_size)
+    finally:
+        for key in [k for k in os.environ if k.startswith(FSDP_ENV_PREFIXES)]:
+            del os.environ[key]
+        os.environ.update(saved)
+    spec = importlib.util.find_spec("llamafactory.launcher")
+    if spec is None or "run_exp()" not in Path(spec.origin).read_text().split('if __name__ == "__main__":')[-1]:
+        raise ValueError("llamafactory.launcher does not run run_exp() as a module")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hidden-size", type=int, default=896)
     parser.add_argument("--deepspeed-only", action="store_true")
+    parser.add_argument("--accelerate", action="store_true")
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
     for item in args.paths:
         path = Path(item.split("=")[0])
         try:
-            if args.deepspeed_only:
+            if args.accelerate:
+                validate_accelerate(path, args.hidden_size)
+            elif args.deepspeed_only:
                 validate_deepspeed_dict(json.loads(path.read_text()), world_size=int(item.split("=")[1]))
             else:
                 validate_yaml(path, args.hidden_size)

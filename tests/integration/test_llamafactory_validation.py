@@ -9,12 +9,13 @@ torchrun on 127.0.0.1) and B.5."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from emit_grid import covering_grid, full_grid, lever_grid, optimizer_grid  # noqa: E402
+from emit_grid import covering_grid, fsdp_grid, full_grid, lever_grid, optimizer_grid  # noqa: E402
 from paths import REPO
 
 from fitplan.cli.emit_options import write_emit  # noqa: E402
@@ -164,3 +165,63 @@ def test_the_harness_rejects_what_llamafactory_and_deepspeed_reject(emitted):
     bad_ds.write_text(json.dumps(ds))
     results = run_validator(["--deepspeed-only", f"{bad_ds}={ds_row[2].n_gpus}"], cwd=root)
     assert "Extra inputs are not permitted" in results[str(bad_ds)]["error"]
+
+
+# ---- FSDP plans: accelerate 1.11's loader, launcher and plugin, and LLaMA-Factory's parser ---------
+
+
+@pytest.fixture(scope="module")
+def emitted_fsdp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emitted_fsdp")
+    rows = []
+    for index, (model, gpus, config) in enumerate(fsdp_grid()[::3]):
+        out = root / f"fsdp{index}"
+        write_emit(model, gpus, config, emit="llamafactory", out=out)
+        rows.append((model, gpus, config, out / "fsdp_config.yaml"))
+    return root, rows
+
+
+def test_the_fsdp_grid_covers_every_strategy_version_and_offload(emitted_fsdp):
+    configs = [r[2] for r in emitted_fsdp[1]]
+    assert {(c.fsdp_strategy.value, c.fsdp_version) for c in configs} == {
+        ("full_shard", 1), ("shard_grad_op", 1), ("hybrid_shard", 1), ("no_shard", 1), ("full_shard", 2),
+        ("shard_grad_op", 2)}
+    assert {c.offload.value for c in configs} == {"none", "all"}
+    assert {c.precision.value for c in configs} == {"bf16", "fp16"}
+
+
+@pytest.mark.parametrize("hidden", ["qwen2.5-0.5b", "qwen2.5-7b"])
+def test_accelerate_and_llamafactory_accept_every_emitted_fsdp_plan(emitted_fsdp, hidden):
+    root, rows = emitted_fsdp
+    chosen = [r for r in rows if r[0].name == hidden]
+    paths = [str(r[3]) for r in chosen]
+    results = run_validator(["--accelerate", "--hidden-size", str(chosen[0][0].hidden_size), *paths], cwd=root)
+    bad = {p: results.get(p, {"error": "no result"})["error"] for p in paths if not results.get(p, {}).get("ok")}
+    assert not bad, bad
+
+
+def test_the_fsdp_harness_rejects_what_accelerate_rejects(emitted_fsdp):
+    """Negative controls: each of these is refused by accelerate 1.11's own code (or, for the typo
+    its loader passes, by the key check against `accelerate launch`'s arguments)."""
+    root, rows = emitted_fsdp
+    v1 = next(r for r in rows if r[2].fsdp_version == 1 and r[2].fsdp_strategy.value == "full_shard")[3]
+    v2 = next(r for r in rows if r[2].fsdp_version == 2)[3]
+    cases = {
+        "typo": (v1, lambda t: t.replace("fsdp_offload_params:", "fsdp_offload_param:"), "does not read"),
+        "top": (v1, lambda t: t + "num_gpus: 2\n", "unknown keys"),
+        "sync": (v1, lambda t: t.replace("fsdp_sync_module_states: true", "fsdp_sync_module_states: false"),
+                 "fsdp_sync_module_states"),
+        "reshard": (v2, lambda t: re.sub(r"fsdp_reshard_after_forward: (true|false)",
+                                         "fsdp_reshard_after_forward: FULL_SHARD", t), "truth value"),
+    }
+    paths = {}
+    for name, (source, change, _) in cases.items():
+        folder = root / f"bad_{name}"
+        folder.mkdir()
+        for sibling in source.parent.iterdir():
+            (folder / sibling.name).write_text(sibling.read_text())
+        (folder / "fsdp_config.yaml").write_text(change(source.read_text()))
+        paths[name] = str(folder / "fsdp_config.yaml")
+    results = run_validator(["--accelerate", *paths.values()], cwd=root)
+    for name, (_, _, words) in cases.items():
+        assert not results[paths[name]]["ok"] and words in results[paths[name]]["error"], (name, results[paths[name]])
