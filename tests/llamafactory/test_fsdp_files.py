@@ -87,7 +87,7 @@ def test_the_launch_runs_llamafactory_under_accelerate_on_every_node():
     assert ("accelerate launch --config_file \"$PLAN_DIR/fsdp_config.yaml\" --machine_rank \"$NODE_RANK\" "
             "--main_process_ip \"$MASTER_ADDR\" --main_process_port \"$MASTER_PORT\" -m llamafactory.launcher "
             "\"$PLAN_DIR/train.yaml\" \"$@\"") in launch
-    assert "NCCL_SOCKET_IFNAME" in launch and "expandable_segments:True" in launch and 'cd "$(dirname' not in launch
+    assert "NCCL_SOCKET_IFNAME" in launch and "expandable_segments:True" in launch and 'cd "$(dirname "$0")"' not in launch
     assert "llamafactory-cli" not in launch.split("\n")[-2]
     single = files_of(model, parse_gpu_set("4xA100-80G"), TrainConfig(fsdp_strategy=FsdpStrategy.full_shard,
                                                                        n_gpus=2))[LAUNCH_SH]
