@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fitplan.solver.memory.terms import PART_TERMS, Term, label_of
 from fitplan.solver.planner.candidates import QUALITY_ORDER
+from fitplan.solver.planner.engine_comparison import engine_words
 from fitplan.solver.planner.questions import terms_moved
 from fitplan.solver.problem.answers import RANKING_BY_MEMORY, Estimate, Recommendation
 from fitplan.solver.problem.config import describe_config
@@ -106,6 +107,10 @@ def render_recommendation(result: Recommendation, tokens: int | None) -> str:
         lines.append(f"inter-node network: {result.inter_node_gbit_per_s:,.0f} Gb/s per node ({result.inter_node_source})")
     lines.append(f"memory budget per GPU: {format_gib(result.memory_budget_bytes)} ({budget_policy(result)}); "
                  f"host RAM assumed {format_gib(result.host_ram_limit_bytes, digits=0)} per node")
+    if result.other_engines:
+        lines.append(f"other sharding engines (each one's fastest plan; the plan above uses "
+                     f"{engine_words(result.plan)}):")
+        lines += [f"  {alternative.line}" for alternative in result.other_engines]
     if result.runners_up:
         order = ", ".join(words for _, words in QUALITY_ORDER)
         if result.speed_known:

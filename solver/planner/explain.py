@@ -76,6 +76,11 @@ def _memory_sentence(instance: Instance, settings: SolverSettings, candidates: C
     return sentence, config, result.peak_bytes
 
 
+def binding_sentence(instance: Instance, settings: SolverSettings, candidates: Candidates) -> str:
+    """Why nothing fits `instance`, the binding memory term only (no search for changes that fit)."""
+    return _memory_sentence(instance, settings, candidates)[0]
+
+
 def explain(instance: Instance, settings: SolverSettings, candidates: Candidates) -> Explanation:
     """Why nothing fits `instance`, and the smallest changes that would."""
     space = candidates.space

@@ -14,6 +14,8 @@ How a query runs (docs/architecture.md draws it):
 4. When nothing fits, `explain` names the binding constraint and the smallest changes that fit
    (`questions`: longest sequence, fewest GPUs, a pin dropped). For a mixture-of-experts plan,
    `plan_explanation` says which MoE term binds it.
+5. Asked for (`other_engines=True`, as `fitplan recommend` does), `engine_comparison` puts each
+   other sharding engine's fastest plan beside the chosen one, with why it loses.
 """
 
 from __future__ import annotations
@@ -21,19 +23,23 @@ from __future__ import annotations
 from ..problem.answers import Recommendation
 from ..problem.instance import Instance
 from ..problem.settings import SolverSettings
+from .engine_comparison import compare_engines
 from .explain import explain
 from .plan_explanation import explain_plan
 from .solve import answer_with_candidates
 
 
 def recommend(instance: Instance, settings: SolverSettings | None = None, *,
-              explain_failure: bool = True) -> Recommendation:
+              explain_failure: bool = True, other_engines: bool = False) -> Recommendation:
     """The fastest configuration of `instance` that fits (with runners-up), or why none does
-    (`explain_failure=False` skips the explanation, for questions that only ask whether)."""
+    (`explain_failure=False` skips the explanation, for questions that only ask whether);
+    `other_engines=True` adds the other sharding engines' fastest plans when the engine is free."""
     settings = settings or SolverSettings()
     answer, candidates = answer_with_candidates(instance, settings)
     if answer.plan is None and explain_failure:
         return answer.model_copy(update={"explanation": explain(instance, settings, candidates)})
     if answer.estimate is not None and instance.model.is_moe:
-        return answer.model_copy(update={"plan_explanation": explain_plan(instance.model, answer.estimate)})
+        answer = answer.model_copy(update={"plan_explanation": explain_plan(instance.model, answer.estimate)})
+    if other_engines:
+        answer = answer.model_copy(update={"other_engines": compare_engines(instance, settings, answer)})
     return answer

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..units import to_gib
 from .config import TrainConfig
+from .knobs import Sharding
 
 
 def plan_knobs(config: TrainConfig) -> dict:
@@ -186,6 +187,26 @@ class RunnerUp(BaseModel):
     peak_bytes: int
 
 
+class EngineAlternative(BaseModel):
+    """The fastest plan of a sharding engine the chosen plan does not use, and in words why the
+    chosen plan beats it (planner/engine_comparison.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sharding: Sharding
+    plan: TrainConfig | None = None  # None: nothing fits with this engine
+    tokens_per_s: float | None = None
+    peak_bytes: int | None = None
+    line: str  # the words every report prints
+
+    def to_json_dict(self, speed_known: bool) -> dict:
+        return {"sharding": self.sharding.value,
+                "plan": self.plan.model_dump(mode="json") if self.plan is not None else None,
+                "tokens_per_s": round(self.tokens_per_s, 1) if self.tokens_per_s is not None and speed_known else None,
+                "peak_gib": to_gib(self.peak_bytes) if self.peak_bytes is not None else None,
+                "line": self.line}
+
+
 # What a recommendation on a VRAM budget (`--gpus 1x24GiB`) is ranked by, said in the text and JSON.
 RANKING_BY_MEMORY = ("memory fit, then the plans' speed relative to each other on a reference card's rates "
                      "(a VRAM budget has no rates of its own, so no speed figure is reported), then the quality order")
@@ -215,6 +236,9 @@ class Recommendation(BaseModel):
     speed_known: bool = True
     inter_node_gbit_per_s: float | None = None  # multi-node sets: network per node the speed model assumed (Gb/s)
     inter_node_source: str = ""
+    # the other engines' fastest plans, when the engine was free and asked for (--json and text
+    # reports of `fitplan recommend`); empty otherwise
+    other_engines: list[EngineAlternative] = Field(default_factory=list)
 
     def time_to_train_s(self, tokens: int) -> float | None:
         """Seconds to train on `tokens` tokens at the plan's speed."""
@@ -247,6 +271,7 @@ class Recommendation(BaseModel):
                            for r in self.runners_up],
             "explanation": self.explanation.to_json_dict() if self.explanation else None,
             "plan_explanation": self.plan_explanation.to_json_dict() if self.plan_explanation else None,
+            "other_engines": [alternative.to_json_dict(known) for alternative in self.other_engines],
         }
 
 
