@@ -104,8 +104,9 @@ def estimate(model: ModelSpec, gpus: GpuSet, config: TrainConfig) -> Estimate:
     if config.fsdp_strategy is not None:
         load = fsdp_load(model, config, gpus.gpus_per_node)
         notes.append(f"loading under FSDP (fsdp_cpu_ram_efficient_loading): local rank 0 of each node reads the "
-                     f"checkpoint into host RAM, up to {format_gib(load.host_ram_bytes, digits=1)} (16-bit bytes), "
-                     f"and each GPU briefly holds {format_gib(load.gpu_bytes, digits=1)}; not in the figures above")
+                     f"checkpoint into host RAM, up to {format_gib(load.host_ram_bytes, digits=1)} (16-bit bytes; "
+                     f"not in the host RAM figure), and each GPU briefly holds {format_gib(load.gpu_bytes, digits=1)} "
+                     "while the units are wrapped (the load moment above)")
     return Estimate(
         model=model.name,
         gpus=gpus.label(),

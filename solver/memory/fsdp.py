@@ -60,6 +60,7 @@ from .activations import (
     layer_roles,
     rope_cache_bytes,
 )
+from .load import PHASE_LOAD
 from .params import frozen_params, lora_params_per_layer, trainable_params
 from .states import ModelStates, nf4_constant_bytes, optimizer_state_bytes_each
 from .terms import ZERO, Affine, Moment, Term, fixed, per_token
@@ -453,11 +454,16 @@ def _embedding_gradient(model: ModelSpec, config: TrainConfig) -> Affine:
 
 @dataclass(frozen=True)
 class FsdpLoad:
-    """What loading and wrapping the model needs, per GPU and per node (docs/fsdp.md): a moment
-    before the first step, for the lead's load-time moment (issue 13)."""
+    """What loading and wrapping the model needs, per GPU and per node (docs/fsdp.md): the `load`
+    moment before the first step, beside ZeRO-3's (memory/load.py)."""
 
-    gpu_bytes: float  # sharded states built so far + the unit being wrapped, twice (moved + flattened)
+    shard_bytes: float  # the sharded states built so far (all of them, at the last unit)
+    unit_bytes: float  # the largest unit being wrapped, twice (moved whole + flattened by torch.cat)
     host_ram_bytes: float  # per node, while the checkpoint is read
+
+    @property
+    def gpu_bytes(self) -> float:
+        return self.shard_bytes + self.unit_bytes
 
 
 def fsdp_load(model: ModelSpec, config: TrainConfig, gpus_per_node: int, *,
@@ -479,4 +485,13 @@ def fsdp_load(model: ModelSpec, config: TrainConfig, gpus_per_node: int, *,
     # with CPU offload each unit's shard moves to the host as soon as it is made
     states = fsdp_model_states(model, config, gpus_per_node)
     unit = max(HALF_BYTES * root_params(model), _largest_gathered_layer(model, config))
-    return FsdpLoad(gpu_bytes=states.weights + states.trainable_params + 2 * unit, host_ram_bytes=host)
+    return FsdpLoad(shard_bytes=states.weights + states.trainable_params, unit_bytes=2 * unit, host_ram_bytes=host)
+
+
+def fsdp_load_moment(model: ModelSpec, config: TrainConfig, gpus_per_node: int) -> Moment:
+    """The load as a peak candidate on the GPU (`fsdp_load`): derived from accelerate's and
+    PyTorch's wrapping code, not traced, so it is constrained like training's moments rather than
+    left to a note (an OOM while wrapping is as real as one in step 1)."""
+    load = fsdp_load(model, config, gpus_per_node)
+    return Moment(name="load", phase=PHASE_LOAD, terms={Term.weights: fixed(load.shard_bytes),
+                                                        Term.fsdp_unit_flattened: fixed(load.unit_bytes)})

@@ -42,7 +42,7 @@ from . import levers, liger
 from .layer_moments import after_feed_forward_moment, mixed_kind_moments
 from .load import load_host_ram_bytes, load_moment
 from .moe import aux_loss_bytes_per_token
-from .fsdp import fsdp_model_states, fsdp_moments, uses_fsdp
+from .fsdp import fsdp_load_moment, fsdp_model_states, fsdp_moments, uses_fsdp
 from .params import trainable_params
 from .prequantized import kept_dequantized_bytes
 from .states import ModelStates, model_states, optimizer_step_temporary_bytes, uses_deepspeed
@@ -298,6 +298,7 @@ def step_moments(model: ModelSpec, config: TrainConfig, gpus_per_node: int = 1,
     ))
     if uses_fsdp(config):
         moments = fsdp_moments(model, config, moments, states, gpus_per_node)
+        moments.append(fsdp_load_moment(model, config, gpus_per_node))
     loading = load_moment(model, config)
     if loading is not None:
         moments.append(loading)

@@ -82,8 +82,9 @@ class Term(str, Enum):
     moe_backward_working_set = "moe_backward_working_set"  # one MoE block's backward temporaries
     aux_loss_logits = "aux_loss_logits"  # router logits kept for the load-balancing loss
     zero3_gathered_moe_block = "zero3_gathered_moe_block"  # ZeRO-3 gathers a whole MoE block (all experts)
-    # the load, before step 1 (memory/load.py)
+    # the load, before step 1 (memory/load.py; FSDP's in memory/fsdp.py)
     weights_loaded_whole = "weights_loaded_whole"
+    fsdp_unit_flattened = "fsdp_unit_flattened"  # the unit FSDP is wrapping, moved whole and flattened
     # beyond tensors (memory/overheads.py)
     allocator_reserve = "allocator_reserve"
     cuda_context = "cuda_context"
@@ -184,6 +185,7 @@ _LABELS = {
     Term.aux_loss_logits: "aux-loss router logits",
     Term.zero3_gathered_moe_block: "ZeRO-3 gathered MoE block",
     Term.weights_loaded_whole: "weights loaded whole",
+    Term.fsdp_unit_flattened: "FSDP unit being wrapped (x2)",
 }
 
 

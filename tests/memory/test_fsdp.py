@@ -99,9 +99,19 @@ def test_fsdp_computes_in_16_bit_so_autocast_caches_no_weight_copies():
 
 
 def test_fsdp_estimate_reports_its_terms_with_their_labels():
-    est = estimate(QWEN7, parse_gpu_set("8xA100-80G"), fsdp(seq_len=256))
+    est = estimate(QWEN7, parse_gpu_set("8xA100-80G"), fsdp(seq_len=2048))
     assert est.breakdown_bytes.get(Term.unsharded_params.value, 0) > 0
     assert Term.unsharded_params.label == "FSDP gathered params"
+
+
+def test_the_fsdp_load_is_a_moment_the_plan_must_fit():
+    """At 256 tokens the activations are small and wrapping binds: the largest unit (the root:
+    embedding + lm_head) sits on the GPU twice, moved whole and flattened, on top of the shards."""
+    est = estimate(QWEN7, parse_gpu_set("8xA100-80G"), fsdp(seq_len=256))
+    load = fsdp_load(QWEN7, fsdp(seq_len=256), 8)
+    assert est.peak_moment == "load" and est.tensor_peak_bytes == pytest.approx(load.gpu_bytes, rel=1e-9)
+    assert est.breakdown_bytes[Term.fsdp_unit_flattened.value] == pytest.approx(2 * HALF_BYTES * root_params(QWEN7),
+                                                                               rel=1e-9)
 
 
 def test_loading_reads_the_checkpoint_once_per_node_only_with_cpu_ram_efficient_loading():
