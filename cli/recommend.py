@@ -60,7 +60,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
               help="With --dataset-samples: report the time for this many epochs.")
 @click.option("--dataset-samples", type=click.IntRange(min=1), default=None, help="Samples in the dataset.")
 @inter_node_option
-@click.option("--compare-engines/--no-compare-engines", "compare", default=True, show_default=True,
+@click.option("--compare-engines/--no-compare-engines", "compare_engines", default=True, show_default=True,
               help="With the sharding engine free: put the other engines' fastest plans (plain DDP, DeepSpeed "
                    "ZeRO, FSDP) beside the chosen one, with why each loses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stable JSON object.")
@@ -69,7 +69,7 @@ def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int,
                       packing: bool, mean_sample_len: int | None, top_k: int, headroom: float,
                       host_ram_gib: float | None, ask_max_seq_len: bool, ask_min_gpus: bool, time_limit: float,
                       tokens: int | None, epochs: float | None, dataset_samples: int | None,
-                      inter_node_gbps: float | None, compare: bool, as_json: bool, **knobs) -> int:
+                      inter_node_gbps: float | None, compare_engines: bool, as_json: bool, **knobs) -> int:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                                      mean_sample_len=mean_sample_len, revision=revision,
@@ -87,7 +87,7 @@ def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int,
             answers["min_gpus"] = min_gpus(instance, settings)
         click.echo(json.dumps(answers, indent=2) if as_json else render_answers(answers))
         return EXIT_NOTHING_FITS if any(value is None for value in answers.values()) else EXIT_OK
-    result = recommend(instance, settings, other_engines=compare)
+    result = recommend(instance, settings, other_engines=compare_engines)
     if as_json:
         payload = result.to_json_dict()
         if train_tokens and result.tokens_per_s:

@@ -153,17 +153,20 @@ def estimate(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2
 
 def recommend(model: "str | ModelSpec", gpus: "str | GpuSet", *, seq_len: int = 2048,
               global_batch: int | None = None, packing: bool = False, mean_sample_len: int | None = None,
-              settings=None, revision: str | None = None, inter_node_gbps: float | None = None, **knobs):
+              settings=None, revision: str | None = None, inter_node_gbps: float | None = None,
+              compare_engines: bool = False, **knobs):
     """The fastest configuration that fits, deciding every knob not given (what `fitplan
     recommend` prints). Returns a Recommendation: `status`, `plan` (None when nothing fits),
-    `estimate`, `tokens_per_s`, `runners_up`, `explanation`. `settings` is a
-    `fitplan.SolverSettings` (headroom, host RAM per node, time limit, runners-up)."""
+    `estimate`, `tokens_per_s`, `runners_up`, `explanation`; with `compare_engines=True` (the
+    CLI's default) and the engine free, `other_engines`: each other sharding engine's fastest plan
+    and why it loses. `settings` is a `fitplan.SolverSettings` (headroom, host RAM per node, time
+    limit, runners-up)."""
     from fitplan.solver.planner.recommend import recommend as _recommend
 
     instance = make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                              mean_sample_len=mean_sample_len, revision=revision, inter_node_gbps=inter_node_gbps,
                              **knobs)
-    return _recommend(instance, settings)
+    return _recommend(instance, settings, other_engines=compare_engines)
 
 
 def sweep(models: Iterable, gpu_sets: Iterable, *, seq_lens: Iterable[int] = (2048,),

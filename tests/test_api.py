@@ -72,7 +72,7 @@ def test_recommend_with_names_equals_cli_json(capsys):
     argv = ["recommend", "--model", "qwen2.5-0.5b", "--gpus", "1xP4", "--seq-len", "512", "--method", "lora", "--json"]
     assert main(argv) == 0
     cli_json = json.loads(capsys.readouterr().out)
-    api = fitplan.recommend("qwen2.5-0.5b", "1xP4", seq_len=512, method="lora")
+    api = fitplan.recommend("qwen2.5-0.5b", "1xP4", seq_len=512, method="lora", compare_engines=True)
     assert api.to_json_dict() == cli_json
 
 

@@ -69,7 +69,8 @@ def recommend_json(question: RecommendQuestion, limits: Limits) -> dict:
             answers["min_gpus"] = min_gpus(instance, settings)
         return answers
     tokens = tokens_to_train(question.tokens, question.epochs, question.dataset_samples, question.seq_len)
-    result = fitplan.recommend(instance.model, instance.gpus, settings=settings, **question.api_keywords())
+    result = fitplan.recommend(instance.model, instance.gpus, settings=settings,
+                               compare_engines=question.compare_engines, **question.api_keywords())
     payload = result.to_json_dict()
     if tokens and result.tokens_per_s:
         payload["time_to_train_s"] = round(result.time_to_train_s(tokens), 1)
@@ -144,7 +145,8 @@ def _recommend_page(question: RecommendQuestion, limits: Limits) -> PageAnswer:
     instance = _instance(question, limits)
     settings = question.settings(limits.max_time_limit_s, limits.max_top_k)
     tokens = tokens_to_train(question.tokens, question.epochs, question.dataset_samples, question.seq_len)
-    result = fitplan.recommend(instance.model, instance.gpus, settings=settings, **question.api_keywords())
+    result = fitplan.recommend(instance.model, instance.gpus, settings=settings,
+                               compare_engines=question.compare_engines, **question.api_keywords())
     answer = PageAnswer("recommend", cli_command(question, "recommend"), render_recommendation(result, tokens),
                         result.estimate, result)
     if result.estimate is not None:

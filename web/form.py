@@ -12,7 +12,7 @@ from .questions import KNOB_FIELDS, WORKLOAD_FIELDS, QuestionError, RecommendQue
 
 # The page asks for more plans than the CLI's --top 1, to draw the runners-up.
 PAGE_DEFAULTS = {"top": "5"}
-SEARCH_FIELDS = ("top_k", "headroom", "host_ram_gib", "time_limit", "tokens", "epochs", "dataset_samples")
+SEARCH_FIELDS = ("top_k", "compare_engines", "headroom", "host_ram_gib", "time_limit", "tokens", "epochs", "dataset_samples")
 FILE_FIELDS = ("emit", "dataset", "template", "model_path", "output_dir", "dataset_dir")
 HUB_AND_NETWORK_FIELDS = ("revision", "inter_node_gbps")
 GPU_FORM_FIELDS = ("gpu", "gpu_count", "nodes")  # composed into --gpus: NODESxCOUNTxGPU
@@ -37,7 +37,8 @@ def _field_of(param) -> FormField:
     default = "" if param.default is None or not isinstance(param.default, (int, float, str)) else param.default
     type_name = type(param.type).__name__
     common = {"name": name, "flag": flag, "help": param.help or "",
-                  "default": PAGE_DEFAULTS.get(name, "" if isinstance(default, bool) else str(default))}
+                  "default": PAGE_DEFAULTS.get(name, ("on" if default else "") if isinstance(default, bool)
+                                               else str(default))}
     if param.is_flag and param.secondary_opts:
         if param.default is None:
             return FormField(kind="tristate", choices=(param.opts[0], param.secondary_opts[0]), **common)

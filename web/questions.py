@@ -137,6 +137,7 @@ class RecommendQuestion(EstimateQuestion):
     tokens: int | None = Field(default=None, ge=1)
     epochs: float | None = Field(default=None, gt=0)
     dataset_samples: int | None = Field(default=None, ge=1)
+    compare_engines: bool = True  # the other sharding engines' fastest plans beside the chosen one
     max_seq_len: bool = False  # answer: the longest --seq-len at which something fits
     min_gpus: bool = False  # answer: the fewest GPUs of this kind on which something fits
     emit: Literal["llamafactory", "deepspeed"] | None = None
