@@ -29,7 +29,12 @@ ENTRY_CONFIGS = {
     "gemma-3-27b": "gemma-3-27b-it.reconstructed.json",
     "olmo-2-7b": "olmo-2-1124-7b.json",
     "olmo-2-13b": "olmo-2-1124-13b.json",
+    "llama-4-scout-17b-16e-instruct": "llama-4-scout-17b-16e-instruct.json",
 }
+# The trace family of a model type: a composite model traces as its text model plus its vision tower as a
+# frozen block (oracle/families.py), so Llama-4's composite type is held to its text family's trace, and
+# test_the_llama4_composite_matches_the_trace below holds the composite itself.
+TRACE_FAMILY = {"llama4": "llama4_text"}
 
 # What names a model and where its numbers come from: everything else is architecture.
 _NOT_ARCHITECTURE = {"name", "aliases", "hf_id", "template", "lf_model", "template_note", "variants", "variant_of",
@@ -56,7 +61,8 @@ def test_every_entry_of_a_2025_type_has_its_config_copy_and_a_traced_family():
               or spec.is_moe or spec.is_mla or spec.layer_runs or spec.vision_params}
     assert modern == set(ENTRY_CONFIGS)
     for name in modern:
-        assert model_catalog()[name].model_type in MODERN_SMALL_MODELS, name
+        model_type = model_catalog()[name].model_type
+        assert TRACE_FAMILY.get(model_type, model_type) in MODERN_SMALL_MODELS, name
 
 
 def test_the_2025_traps_are_encoded():
@@ -70,12 +76,41 @@ def test_the_2025_traps_are_encoded():
     assert catalog["gemma-3-1b"].vision_params == 0 and catalog["gemma-3-27b"].vision_params > 0
     assert catalog["gemma-3-27b"].head_dim == 128 and catalog["gemma-3-27b"].sliding_window == 1024
     assert catalog["olmo-2-13b"].post_norms_only and not catalog["olmo-2-13b"].is_moe
+    scout = catalog["llama-4-scout-17b-16e-instruct"]
+    assert scout.shared_expert_intermediate_size == 8192 and scout.intermediate_size == 16384
+    assert dict((kind.rope, n) for kind, n in scout.layer_kinds()) == {True: 36, False: 12}
+    assert scout.vision_params == 871_932_416  # Scout's own tower (hidden 1408, 336 px), not the class default
+
+
+@pytest.mark.trace
+def test_the_llama4_composite_matches_the_trace():
+    """Llama-4 as its catalog entry reads it (model_type llama4: text_config + a vision tower), at the
+    tiny shapes of oracle/small_models.py's llama4_text: the formula's peak within 1 % of the trace."""
+    pytest.importorskip("torch", reason="the trace oracle needs the [trace] extra")
+    pytest.importorskip("transformers", reason="the trace oracle needs the [trace] extra")
+    pytest.importorskip("peft", reason="the trace oracle needs the [trace] extra")
+    from trace_compare import assert_formula_matches_trace
+
+    from fitplan.solver.oracle.small_models import _TINY_CONFIGS
+    from fitplan.solver.problem.config import TrainConfig
+    from fitplan.solver.specs.hf_config import model_from_config
+
+    config = {"model_type": "llama4", "text_config": dict(_TINY_CONFIGS["llama4_text"], model_type="llama4_text"),
+              "vision_config": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, image_size=56,
+                                    patch_size=14, vision_output_dim=256, projector_input_dim=128,
+                                    projector_output_dim=128)}
+    model = model_from_config(config, name="tiny-llama4", source="test: tiny Llama-4 composite")
+    assert model.vision_params > 0
+    for method, ckpt, attn in [("lora", False, "sdpa"), ("full", True, "eager")]:
+        assert_formula_matches_trace(model, TrainConfig(method=method, grad_ckpt=ckpt, attn=attn, seq_len=256),
+                                     backward_terms=False)
 
 
 @pytest.mark.parametrize("typed, name", [
     ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b"), ("Qwen3-30B-A3B-Base", "qwen3-30b-a3b-base"),
     ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-instruct"), ("openai/gpt-oss-20b", "gpt-oss-20b"),
     ("deepseek-ai/DeepSeek-V2-Lite-Chat", "deepseek-v2-lite-chat"), ("google/gemma-3-27b-it", "gemma-3-27b-it"),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout-17b-16e-instruct"),
 ])
 def test_hub_ids_and_variants_resolve_to_the_entry_architecture(typed, name):
     spec = load_model(typed)
