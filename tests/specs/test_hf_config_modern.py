@@ -13,7 +13,7 @@ import pytest
 from paths import TEST_DATA
 
 from fitplan.solver.errors import ConfigFileError
-from fitplan.solver.specs.hf_config import model_from_config_file
+from fitplan.solver.specs.hf_config import model_from_config, model_from_config_file
 from fitplan.solver.specs.layers import AttentionKind
 
 CONFIGS = TEST_DATA / "configs"
@@ -81,6 +81,20 @@ def test_a_composite_model_counts_its_frozen_vision_tower():
     # equal to transformers' meta-device count)
     model = model_from_config_file(CONFIGS / "gemma-3-4b-it.reconstructed.json")
     assert model.vision_params == 416_866_032 + 2_950_272
+
+
+def test_a_mistral3_config_without_a_tie_key_reads_untied():
+    """Mistral3Config's class default ties (configuration_mistral3.py:98), but Mistral-Small-3.1's checkpoint
+    holds lm_head.weight beside embed_tokens and from_pretrained leaves such a pair untied
+    (modeling_utils.py:2565-2585): counting it tied drops 131072 x 5120 weights. Its published count
+    (the catalog's official_params, 24,011,361,280) is the untied one."""
+    config = json.loads((CONFIGS / "mistral-small-3.1-24b-instruct-2503.json").read_text())
+    assert "tie_word_embeddings" not in config and "tie_word_embeddings" not in config["text_config"]
+    model = model_from_config_file(CONFIGS / "mistral-small-3.1-24b-instruct-2503.json")
+    assert not model.tie_word_embeddings and model.lm_head_params() == 131072 * 5120
+    tied = dict(config)
+    tied["tie_word_embeddings"] = True
+    assert model_from_config(tied, name="tied", source="test").lm_head_params() == 0  # an explicit key still wins
 
 
 def _one_line_error(path):
