@@ -30,6 +30,7 @@ ENTRY_CONFIGS = {
     "olmo-2-7b": "olmo-2-1124-7b.json",
     "olmo-2-13b": "olmo-2-1124-13b.json",
     "llama-4-scout-17b-16e-instruct": "llama-4-scout-17b-16e-instruct.json",
+    "mistral-small-3.1-24b-instruct": "mistral-small-3.1-24b-instruct-2503.json",
 }
 # The trace family of a model type: a composite model traces as its text model plus its vision tower as a
 # frozen block (oracle/families.py), so Llama-4's composite type is held to its text family's trace, and
@@ -76,6 +77,8 @@ def test_the_2025_traps_are_encoded():
     assert catalog["gemma-3-1b"].vision_params == 0 and catalog["gemma-3-27b"].vision_params > 0
     assert catalog["gemma-3-27b"].head_dim == 128 and catalog["gemma-3-27b"].sliding_window == 1024
     assert catalog["olmo-2-13b"].post_norms_only and not catalog["olmo-2-13b"].is_moe
+    small = catalog["mistral-small-3.1-24b-instruct"]
+    assert not small.tie_word_embeddings and small.vision_params == 438_958_080 and small.sliding_window is None
     scout = catalog["llama-4-scout-17b-16e-instruct"]
     assert scout.shared_expert_intermediate_size == 8192 and scout.intermediate_size == 16384
     assert dict((kind.rope, n) for kind, n in scout.layer_kinds()) == {True: 36, False: 12}
