@@ -177,9 +177,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": dict(vocab_size=262_208, head_dim=256, sliding_window=4096, sliding_window_pattern=6),
     "glm4": dict(attention_bias=True, head_dim=128, partial_rotary_factor=0.5),
 }
-# The wrapper config decides tying (modeling_utils.py:2492 reads the top-level config): gemma3 and
-# mistral3 default True (configuration_gemma3.py:212, configuration_mistral3.py:98), llama4 False.
-_WRAPPER_TIES = {"gemma3": True, "mistral3": True, "llama4": False}
+# The wrapper config decides tying (modeling_utils.py:2492 reads the top-level config): gemma3 defaults
+# True (configuration_gemma3.py:212), llama4 False. mistral3's class default is True as well
+# (configuration_mistral3.py:98), but its checkpoints (Mistral-Small-3.1/3.2) store lm_head.weight beside
+# embed_tokens, and from_pretrained does not tie a pair whose two tensors both load with different values
+# (modeling_utils.py:2565-2585): the trained model is untied, as its MistralConfig text model says.
+_WRAPPER_TIES = {"gemma3": True, "mistral3": False, "llama4": False}
 _TEXT_TYPES = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4_text"}
 
 

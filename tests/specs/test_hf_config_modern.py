@@ -13,23 +13,16 @@ import pytest
 from paths import TEST_DATA
 
 from fitplan.solver.errors import ConfigFileError
-from fitplan.solver.specs.hf_config import model_from_config_file
+from fitplan.solver.specs.hf_config import model_from_config, model_from_config_file
 from fitplan.solver.specs.layers import AttentionKind
 
 CONFIGS = TEST_DATA / "configs"
 
-# file -> published total: the Hub's exact count, or the publisher's rounded figure where the Hub
-# count holds what transformers never builds (MTP modules, MXFP4 scales; notes in index.yaml).
+# file -> published total, for the fixtures no catalog entry reads. The others' published counts are the
+# catalog's `official_params` (one place): tests/specs/test_catalog_modern.py holds each entry equal to the
+# reader's output on its fixture, and test_model_catalog.py its count to the published one within 0.5 %.
 PUBLISHED_TOTALS = {
-    "qwen3-30b-a3b.json": 30_532_122_624,  # Hub
     "qwen1.5-moe-a2.7b.json": 14_315_784_192,  # Hub
-    "mixtral-8x7b-v0.1.json": 46_702_792_704,  # Hub
-    "deepseek-v2-lite.json": 15_706_484_224,  # Hub
-    "deepseek-v3.json": 671e9,  # "671B" (Hub 684.5B counts the MTP layer transformers does not build)
-    "gpt-oss-20b.json": 21e9,  # "21B" (Hub 21.51B counts the MXFP4 scales, one per 32 expert weights)
-    "gemma-3-1b-it.json": 999_885_952,  # Hub
-    "gemma-3-4b-it.reconstructed.json": 4_300_079_472,  # Hub (the reconstructed file is 64 vocab rows short)
-    "olmo-2-1124-7b.json": 7_298_617_344,  # Hub
 }
 # file -> (published active, whether that count includes the input embedding, the unit it is
 # rounded to). A figure rounded to 2 digits cannot be checked to 0.5 %: the check is 0.5 % or
@@ -40,6 +33,11 @@ PUBLISHED_ACTIVE = {
     "gpt-oss-20b.json": (3.6e9, False, 0.1e9),  # OpenAI: "3.6B active" (computed 3.61B)
     "qwen1.5-moe-a2.7b.json": (2.7e9, True, 0.1e9),  # the model's name, A2.7B (computed 2.69B)
     "deepseek-v3.json": (37e9, False, 1e9),  # DeepSeek-V3 report: "37B activated" (computed 36.63B)
+    # issue 14: llmfit @a3e0eb27 scripts/scrape_hf_models.py:306 MOE_ACTIVE_PARAMS (hand-entered figures)
+    "mixtral-8x22b-v0.1.json": (39.1e9, True, 0.1e9),  # computed 39.15B
+    "qwen3-235b-a22b.json": (22e9, True, 1e9),  # also the name, A22B (computed 22.19B)
+    "qwen3-30b-a3b.json": (3e9, True, 1e9),  # the name, A3B (computed 3.35B; MOE_ACTIVE_PARAMS' 3.3B is 1.6 % under)
+    "llama-4-scout-17b-16e-instruct.json": (17e9, False, 1e9),  # also Meta's "17B active" (computed 17.01B)
 }
 
 
@@ -83,6 +81,20 @@ def test_a_composite_model_counts_its_frozen_vision_tower():
     # equal to transformers' meta-device count)
     model = model_from_config_file(CONFIGS / "gemma-3-4b-it.reconstructed.json")
     assert model.vision_params == 416_866_032 + 2_950_272
+
+
+def test_a_mistral3_config_without_a_tie_key_reads_untied():
+    """Mistral3Config's class default ties (configuration_mistral3.py:98), but Mistral-Small-3.1's checkpoint
+    holds lm_head.weight beside embed_tokens and from_pretrained leaves such a pair untied
+    (modeling_utils.py:2565-2585): counting it tied drops 131072 x 5120 weights. Its published count
+    (the catalog's official_params, 24,011,361,280) is the untied one."""
+    config = json.loads((CONFIGS / "mistral-small-3.1-24b-instruct-2503.json").read_text())
+    assert "tie_word_embeddings" not in config and "tie_word_embeddings" not in config["text_config"]
+    model = model_from_config_file(CONFIGS / "mistral-small-3.1-24b-instruct-2503.json")
+    assert not model.tie_word_embeddings and model.lm_head_params() == 131072 * 5120
+    tied = dict(config)
+    tied["tie_word_embeddings"] = True
+    assert model_from_config(tied, name="tied", source="test").lm_head_params() == 0  # an explicit key still wins
 
 
 def _one_line_error(path):

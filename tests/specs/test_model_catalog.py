@@ -21,6 +21,10 @@ REQUIRED_MODELS = [
     "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
     "deepseek-r1-distill-qwen-32b", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b",
     "mistral-nemo-12b", "phi-4", "phi-4-mini",
+    # issue 14 on issue 13's readers: MoE, MLA, sliding-window and multimodal layouts
+    "qwen3-30b-a3b", "qwen3-235b-a22b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "gpt-oss-20b",
+    "gpt-oss-120b", "deepseek-v2-lite", "mixtral-8x7b", "mixtral-8x22b", "olmo-2-7b", "olmo-2-13b",
+    "llama-4-scout-17b-16e-instruct", "mistral-small-3.1-24b-instruct",
 ]
 
 # Within half a percent: enough to catch a wrong layer count, head width or tied/untied head.
