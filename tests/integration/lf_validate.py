@@ -88,14 +88,16 @@ FSDP_ENV_PREFIXES = ("ACCELERATE_", "FSDP_")
 
 
 def launch_arguments(launch_sh: Path) -> list[str]:
-    """The arguments launch.sh gives `accelerate launch`, its variables set as on node 0."""
+    """The arguments launch.sh gives `accelerate launch`, its variables set as on node 0, its own
+    folder as $PLAN_DIR and no extra `key=value` arguments ("$@")."""
     import shlex
 
     line = next(line for line in launch_sh.read_text().splitlines() if line.startswith("accelerate launch "))
     values = {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
     for name, value in values.items():
         line = line.replace(f'"${name}"', value)
-    return shlex.split(line)[2:]
+    line = line.replace("$PLAN_DIR", str(launch_sh.parent.resolve()))
+    return [arg for arg in shlex.split(line)[2:] if arg != "$@"]
 
 
 def validate_accelerate(config_path: Path, hidden_size: int) -> None:
@@ -124,7 +126,7 @@ def validate_accelerate(config_path: Path, hidden_size: int) -> None:
         raise ValueError(f"fsdp_config keys accelerate launch does not read: {unknown}")
     folder = config_path.parent
     args = parser.parse_args(launch_arguments(folder / "launch.sh"))
-    if args.config_file != config_path.name or not args.module or args.training_script != "llamafactory.launcher":
+    if Path(args.config_file) != config_path.resolve() or not args.module or args.training_script != "llamafactory.launcher":
         raise ValueError(f"launch.sh does not run llamafactory.launcher with {config_path.name}: {args}")
     cwd = os.getcwd()
     os.chdir(folder)

@@ -6,8 +6,9 @@ keep the parser check in test_llamafactory_validation.py). Only what this machin
 swapped, through the emitter's own flags: the weights (`--model-path`, a random 2-layer qwen2
 model saved with `save_pretrained`, built from a config: no download), the data (`--dataset`,
 4 samples in LLaMA-Factory's alpaca format under `data/dataset_info.json`). On the command
-line, as LLaMA-Factory's README overrides keys: `max_steps=1` and `use_cpu=true` (HF refuses
-bf16 without a GPU unless told to use the CPU). `torchaudio` is a stand-in (lf_stubs/: LLaMA-Factory
+line, as LLaMA-Factory's README overrides keys: `max_steps=1`, `use_cpu=true` (HF refuses
+bf16 without a GPU unless told to use the CPU) and, when the plan has Liger, `enable_liger_kernel=false`
+(Triton kernels: GPU only). `torchaudio` is a stand-in (lf_stubs/: LLaMA-Factory
 imports it at module level and no release matches torch 2.13.0).
 
 Needs .lfvenv (`.ci/llamafactory_env.sh`); about half a minute on 2 cores."""
@@ -62,7 +63,10 @@ def test_an_emitted_plan_trains_one_step_with_llamafactory_cli(tmp_path, capsys)
     values = yaml.safe_load((plan / "train.yaml").read_text())
     assert "deepspeed" not in values and values["dataset_dir"] == "data"
 
-    done = subprocess.run(["bash", str(plan / "launch.sh"), "max_steps=1", "use_cpu=true"], cwd=work,
+    # Liger's kernels are Triton, GPU only: on this CPU the plan's `enable_liger_kernel` is turned
+    # off on the command line as the other CPU overrides are
+    overrides = ["max_steps=1", "use_cpu=true"] + (["enable_liger_kernel=false"] if values.get("enable_liger_kernel") else [])
+    done = subprocess.run(["bash", str(plan / "launch.sh"), *overrides], cwd=work,
                           env=lf_env(tmp_path), capture_output=True, text=True, timeout=900)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
