@@ -499,6 +499,17 @@ def _phi3_fused_chunks(model: ModelSpec, config: TrainConfig) -> int:
     return 0
 
 
+def detached_input_gradient_per_token(model: ModelSpec, config: TrainConfig) -> int:
+    """Reentrant checkpointing (LLaMA-Factory's default use_reentrant_gc=True) and the offloaded
+    checkpoint back-propagate into a detached copy of the layer input and return its .grad: one
+    more hidden-state gradient, alive through the whole of the layer's backward (trace,
+    llama/qwen2-shaped lora, freeze, full ckpt sdpa: +2h per token in 16 bits, +4h full; the eager
+    softmax backward of mixtral/qwen3_moe/deepseek-shaped full ckpt s=512, layer 0: +4h)."""
+    if config.grad_ckpt and (config.reentrant_gc or config.unsloth_gc):
+        return stream_bytes(config) * model.hidden_size
+    return 0
+
+
 def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, last: bool = False,
                                          position: int | None = None) -> int:
     """Extra bytes, on top of the saved activations, while one layer runs backward: the first
@@ -522,16 +533,15 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
         return 0
     own = layer_bytes_per_token(model, config, role, kind)
     recomputed = own if config.grad_ckpt else 0
-    # Reentrant checkpointing (LLaMA-Factory's default use_reentrant_gc=True) and the offloaded
-    # checkpoint back-propagate into a detached copy of the layer input and return its .grad: one
-    # more hidden-state gradient while the layer runs backward (trace, llama/qwen2-shaped lora,
-    # freeze, full ckpt sdpa: +2h per token in 16 bits, +4h full). A frozen layer under freeze
-    # holds one vector less than non-reentrant instead (llama-shaped freeze ckpt eager s=128,
-    # layer 0: -2.6h; 2h taken).
+    # The detached input's gradient of reentrant / offloaded checkpointing (above); a frozen layer
+    # under freeze holds one vector less than non-reentrant instead (llama-shaped freeze ckpt eager
+    # s=128, layer 0: -2.6h; 2h taken).
+    input_grad = 0
     if config.grad_ckpt and config.reentrant_gc and role == LayerRole.frozen_grad:
         recomputed -= stream_bytes(config) * h
-    elif config.grad_ckpt and (config.reentrant_gc or config.unsloth_gc):
-        recomputed += stream_bytes(config) * h
+    else:
+        input_grad = detached_input_gradient_per_token(model, config)
+        recomputed += input_grad
     if config.grad_ckpt and config.unsloth_gc:
         # the offloaded checkpoint brings the layer input back (one vector) and recomputes and
         # back-propagates the layer inside its own backward (checkpointing.py:66-75), beside the
@@ -561,7 +571,8 @@ def layer_backward_working_set_per_token(model: ModelSpec, config: TrainConfig, 
             extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN_FROZEN * h
         else:
             extra = EAGER_SOFTMAX_BACKWARD_EXTRA_PER_HIDDEN * h
-        softmax_moment = EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY * model.num_attention_heads * config.seq_len + extra
+        softmax_moment = (EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY * model.num_attention_heads * config.seq_len
+                          + extra + input_grad)
         if _liger_norm(model, config):
             # Liger: the layer's norms keep their inputs, not fp32 copies (trace, gemma2-shaped
             # freeze with --liger: +8h against the above, checkpointing or not)

@@ -23,7 +23,9 @@ from .activations import (
     EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY,
     LayerRole,
     autocast_copy_params,
+    autocast_on,
     checkpoint_bytes_per_token,
+    detached_input_gradient_per_token,
     effective_attention,
     layer_backward_working_set_per_token,
     layer_bytes_per_token,
@@ -107,7 +109,10 @@ def after_feed_forward_moment(model: ModelSpec, config: TrainConfig, states: Mod
     and masks."""
     kind = model.first_layer_kind
     attn = effective_attention(model, config)
-    if not (config.grad_ckpt and model.is_moe and experts_trainable(config)):
+    # Dense layers too: a trainable dense layer 0 finishes its MLP's fp32 weight gradients before
+    # its eager softmax runs backward (trace, llama-mha full ckpt eager s=512: the layer-0 peak
+    # held 2.27 MiB of MLP gradients and 12 x heads x s^2 + 20h per token, as the MoE block's).
+    if not (config.grad_ckpt and experts_trainable(config)):
         return []
     if not kind.moe and attn != Attention.eager:
         return []
@@ -120,13 +125,23 @@ def after_feed_forward_moment(model: ModelSpec, config: TrainConfig, states: Mod
         working_set = own - AFTER_MOE_RECOMPUTE_LESS_PER_HIDDEN * h
     if attn == Attention.eager:
         qk_norm = attention.qk_norm_bytes(model, kind, HALF_BYTES, trainable=True)
+        # reentrant checkpointing: the detached input's gradient and the residual gradient that
+        # arrived from the feed-forward block, both alive in the softmax backward (trace, tiny
+        # mixtral / qwen3_moe / deepseek_v2 / llama-mha full ckpt eager, s = 512 and 1024: +8h in
+        # fp32 against non-reentrant, two of the vectors detached_input_gradient_per_token counts)
         softmax = (EAGER_SOFTMAX_BACKWARD_BYTES_PER_HEAD_KEY * model.num_attention_heads * seq
-                   + AFTER_MOE_SOFTMAX_EXTRA_PER_HIDDEN * h + qk_norm)
+                   + AFTER_MOE_SOFTMAX_EXTRA_PER_HIDDEN * h + qk_norm
+                   + 2 * detached_input_gradient_per_token(model, config))
         working_set = max(working_set, softmax)
     masks = attention.checkpointed_mask_bytes(model, attn, seq, stream_bytes(config), [kind])
+    # autocast's 16-bit copies of the attention projections still to run backward (trace: 2 bytes x
+    # q/k/v params at the layer-0 softmax peak, llama-mha 0.375 MiB, mixtral 0.25 MiB)
+    attention_params = not_yet - model.embedding_params()
+    copies = fixed(HALF_BYTES * attention_params) if autocast_on(config) else ZERO
     return [moment(
         "backward_after_feed_forward", PHASE_BACKWARD,
         gradients=fixed(states.gradients - _gradient_share(model, config, states, not_yet)),
+        autocast_weight_copies=copies,
         activations=per_token(checkpoint_bytes_per_token(model, config) + masks, seq)
         + fixed(rope_cache_bytes(model, config)),
         backward_working_set=per_token(working_set, seq),

@@ -14,7 +14,7 @@ from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.planner.candidates import SPEED_SCALE, quality_key
 from fitplan.solver.planner.cpsat_model import speed_floor
 from fitplan.solver.planner.recommend import recommend
-from fitplan.solver.planner.search_space import search_space
+from fitplan.solver.planner.search_space import memory_optimizers_may_help, search_space
 from fitplan.solver.problem.instance import Instance, Pins, Workload
 from fitplan.solver.problem.settings import SolverSettings, host_ram_limit_bytes, memory_budget_bytes
 from fitplan.solver.specs.catalog import load_gpu, load_model
@@ -38,8 +38,16 @@ PIN_CHOICES = {
 
 
 def exhaustive_plan(instance: Instance, settings: SolverSettings):
-    """The plan by brute force: every (combination, split) of the space through `estimate`."""
-    space = search_space(instance)
+    """The plan by brute force: every (combination, split) of the space through `estimate`; where
+    nothing fits and plain full fine-tuning is what fails, the space with the memory optimizers
+    (GaLore, APOLLO, BAdam, Adam-mini), as the recommender's second pass (planner/solve.py)."""
+    plan = _exhaustive_plan(instance, settings, search_space(instance))
+    if plan is None and memory_optimizers_may_help(instance):
+        plan = _exhaustive_plan(instance, settings, search_space(instance, with_memory_optimizers=True))
+    return plan
+
+
+def _exhaustive_plan(instance: Instance, settings: SolverSettings, space):
     budget = memory_budget_bytes(instance.gpus, settings.headroom_fraction,
                                  variable_length=not instance.workload.packing)
     host_limit = host_ram_limit_bytes(instance.gpus, settings)
