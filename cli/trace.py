@@ -11,9 +11,9 @@ import json
 
 import click
 
+import fitplan
 from fitplan.solver.memory.estimate import estimate
-from fitplan.solver.problem.instance import Instance, Pins, Workload, config_for_estimate
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
+from fitplan.solver.problem.instance import config_for_estimate
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from .options import MODEL_HELP, knob_options, pins_from_kwargs, revision_option, workload_options
@@ -35,18 +35,18 @@ def trace_command(model: str, revision: str | None, gpus: str, seq_len: int, glo
                   optimizer_impl: str, as_json: bool, **knobs) -> int:
     """Trace one real training step of the model code on fake tensors (no GPU, no weights) and
     compare its tensor-memory peak with the formula's, term by term."""
+    # the input first (fast, one line), then the heavy trace dependencies
+    instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, revision=revision,
+                                     **pins_from_kwargs(knobs))
+    config = config_for_estimate(instance)
+    formula = estimate(instance.model, instance.gpus, config)
     from fitplan.solver.oracle.step import TraceUnavailableError, require_trace_dependencies, trace_training_step
 
     try:
         require_trace_dependencies()
     except TraceUnavailableError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(f"error: {exc}", err=True)
         return EXIT_BAD_INPUT
-    instance = Instance(model=load_model(model, revision=revision), gpus=parse_gpu_set(gpus),
-                        workload=Workload(seq_len=seq_len, global_batch=global_batch),
-                        pins=Pins(**pins_from_kwargs(knobs)))
-    config = config_for_estimate(instance)
-    formula = estimate(instance.model, instance.gpus, config)
     if config.fsdp_strategy is not None:
         from fitplan.solver.oracle.fsdp_step import trace_fsdp_step
 

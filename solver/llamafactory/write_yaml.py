@@ -94,7 +94,7 @@ class EmitPlaceholders(BaseModel):
     def _one_line(cls, value: str | None, info) -> str | None:
         """Names and paths go into YAML and shell lines: a line break or control character in
         one is refused, never written."""
-        if value is not None and any(_breaks_a_line(c) for c in value):
+        if value is not None and any(breaks_a_line(c) for c in value):
             flag = "--" + info.field_name.replace("_", "-")
             raise ValueError(f"{flag} {value!r} holds a line break or control character: pass a plain name or path")
         return value
@@ -127,7 +127,7 @@ def default_template(model: ModelSpec) -> str:
 
 # ---- YAML text ---------------------------------------------------------------------------------
 
-def _breaks_a_line(char: str) -> bool:
+def breaks_a_line(char: str) -> bool:
     """Control characters and every character YAML 1.1 or a shell could take as a line break
     (NEL, LINE/PARAGRAPH SEPARATOR)."""
     return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char == "\x85"
@@ -136,7 +136,7 @@ def _breaks_a_line(char: str) -> bool:
 def comment_text(text: str) -> str:
     """`text` safe after a `#` in YAML or bash: line breaks and control characters are written
     as escapes (`\\n`), so a comment stays one line and can never start a command."""
-    return "".join(char.encode("unicode_escape").decode("ascii") if _breaks_a_line(char) else char
+    return "".join(char.encode("unicode_escape").decode("ascii") if breaks_a_line(char) else char
                    for char in text)
 
 
