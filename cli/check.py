@@ -24,7 +24,7 @@ from fitplan.solver.specs.gpu import GpuSet
 from fitplan.solver.specs.model import ModelSpec
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import count, revision_option
+from .options import BoundedCommand, count, revision_option
 from .render import oom_first, render_check
 
 
@@ -65,7 +65,7 @@ def _accelerate_fsdp(yaml_path: str, accelerate_config: str | None) -> FsdpRun |
     return None
 
 
-@click.command("check")
+@click.command("check", cls=BoundedCommand)
 @click.argument("yaml_path", metavar="TRAIN_YAML")
 @click.option("--gpus", "gpus", required=True, help="GPU set the file will run on: 4xA10, 2x8xH100, or a VRAM budget 1x24GiB.")
 @click.option("--model", "model", default=None,

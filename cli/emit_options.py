@@ -25,6 +25,8 @@ from fitplan.solver.specs.gpu import GpuSet
 from fitplan.solver.specs.limits import MAX_NAME_CHARS
 from fitplan.solver.specs.model import ModelSpec
 
+from .options import ShortChoice
+
 EMIT_CHOICES = ("llamafactory", "deepspeed")
 DEFAULT_OUT_DIR = "out"
 EMIT_OPTION_NAMES = ("emit", "out", "dataset", "template", "model_path", "output_dir", "dataset_dir", "force")
@@ -33,7 +35,7 @@ EMIT_OPTION_NAMES = ("emit", "out", "dataset", "template", "model_path", "output
 def emit_options(func):
     """Add --emit, -o/--out and the placeholder flags to a click command."""
     options = [
-        click.option("--emit", type=click.Choice(EMIT_CHOICES, case_sensitive=False), default=None,
+        click.option("--emit", type=ShortChoice(EMIT_CHOICES, case_sensitive=False), default=None,
                      help="Write ready-to-run files: llamafactory (train.yaml, ds_config.json, launch.sh) or "
                           "deepspeed (ds_config.json alone, no \"auto\", for other trainers)."),
         click.option("-o", "--out", default=DEFAULT_OUT_DIR, show_default=True,

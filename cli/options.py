@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import click
 
@@ -18,6 +19,18 @@ from fitplan.solver.problem.knobs import (
     Sharding,
 )
 from fitplan.solver.specs import limits
+
+
+class BoundedCommand(click.Command):
+    """A click command whose usage errors ("No such option: --...", "Got unexpected extra
+    argument (...)") quote the user's words cut short, as every fitplan error does."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.message = re.sub(r"\S{81,}", lambda m: shown(m.group()), exc.message)
+            raise
 
 
 class BoundedCount(click.ParamType):
@@ -75,8 +88,17 @@ def count(low: int, high: int) -> BoundedCount:
     return BoundedCount(low, high)
 
 
+class ShortChoice(click.Choice):
+    """click.Choice whose refusal quotes the value cut short (click's own echoes it whole)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and len(value) > 64:
+            self.fail(f"'{shown(value)}' is not one of {', '.join(map(str, self.choices))}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _choice(enum) -> click.Choice:
-    return click.Choice([e.value for e in enum], case_sensitive=False)
+    return ShortChoice([e.value for e in enum], case_sensitive=False)
 
 
 def _targets(_ctx, _param, value):
@@ -114,7 +136,7 @@ def knob_options(func):
     """The knobs; unset = LLaMA-Factory's default for estimate, a free decision for recommend."""
     options = [
         click.option("--method", type=_choice(Method), default=None, help="full, freeze, lora or qlora."),
-        click.option("--bits", type=click.Choice(["16", "8", "4"]), default=None, help="Base weight bits (4/8 = QLoRA)."),
+        click.option("--bits", type=ShortChoice(["16", "8", "4"]), default=None, help="Base weight bits (4/8 = QLoRA)."),
         click.option("--lora-rank", type=count(1, limits.MAX_RANK), default=None, help="LoRA rank (default 8)."),
         click.option("--lora-target", "lora_targets", default=None, callback=_targets,
                      help="Comma-separated module names, or 'all' (default)."),
@@ -133,7 +155,7 @@ def knob_options(func):
         click.option("--fsdp-strategy", type=_choice(FsdpStrategy), default=None,
                      help="FSDP sharding strategy: full_shard (like ZeRO-3; the default), shard_grad_op (like "
                           "ZeRO-2), hybrid_shard (full_shard inside a node, replicated across nodes) or no_shard."),
-        click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None,
+        click.option("--fsdp-version", type=ShortChoice(["1", "2"]), default=None,
                      help="accelerate fsdp_version: 1 (FullyShardedDataParallel, accelerate's and LLaMA-Factory's "
                           "examples' default) or 2 (fully_shard)."),
         click.option("--offload", type=_choice(Offload), default=None,

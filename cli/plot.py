@@ -11,7 +11,9 @@ from fitplan.solver.specs import limits
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS
 from .options import (
+    BoundedCommand,
     FiniteFloat,
+    ShortChoice,
     count,
     data_shape_options,
     knob_options,
@@ -24,12 +26,12 @@ KINDS = ("seq-len", "runners-up", "memory-bar")
 PNG_HINT = "pip install 'fitplan[png]' (cairosvg, drawing with the system's libcairo2), or write .svg"
 
 
-@click.command("plot")
+@click.command("plot", cls=BoundedCommand)
 @model_and_gpus
 @workload_options
 @data_shape_options
 @knob_options
-@click.option("--kind", type=click.Choice(KINDS), default="seq-len", show_default=True,
+@click.option("--kind", type=ShortChoice(KINDS), default="seq-len", show_default=True,
               help="seq-len: memory vs sequence length for full / LoRA / QLoRA; runners-up: memory x tokens/s "
                    "of the plan and its runners-up; memory-bar: the plan's memory per GPU, term by term.")
 @click.option("--no-search", is_flag=True, help="Plot the knobs given with LLaMA-Factory's defaults (as estimate).")

@@ -17,6 +17,7 @@ from fitplan.solver.units import GIB
 from .emit_options import EMIT_OPTION_NAMES, check_emit_options, emit_options, write_emit
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import (
+    BoundedCommand,
     FiniteFloat,
     allow_packing_option,
     count,
@@ -41,7 +42,7 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
     return tokens
 
 
-@click.command("recommend")
+@click.command("recommend", cls=BoundedCommand)
 @model_and_gpus
 @workload_options
 @data_shape_options

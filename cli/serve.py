@@ -7,10 +7,10 @@ import click
 from fitplan.solver.specs import limits
 
 from .exit_codes import EXIT_BAD_INPUT
-from .options import FiniteFloat, count
+from .options import BoundedCommand, FiniteFloat, count
 
 
-@click.command("serve")
+@click.command("serve", cls=BoundedCommand)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the default answers this machine only).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")

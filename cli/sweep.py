@@ -20,7 +20,9 @@ from fitplan.solver.units import GIB
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import (
+    BoundedCommand,
     FiniteFloat,
+    ShortChoice,
     count,
     data_shape_options,
     inter_node_option,
@@ -59,7 +61,7 @@ def _stream_is_terminal(stream) -> bool:
         return False
 
 
-@click.command("sweep")
+@click.command("sweep", cls=BoundedCommand)
 @click.option("--models", required=True,
               help="Comma-separated models: qwen2.5-7b,Qwen/Qwen3-8B (catalog names, Hugging Face ids or config.json paths).")
 @revision_option
@@ -81,7 +83,7 @@ def _stream_is_terminal(stream) -> bool:
               help="CP-SAT time limit per row, seconds (as recommend; default 10).")
 @click.option("--jobs", "-j", type=count(1, limits.MAX_JOBS), default=None,
               help="Worker processes answering rows (default: the number of CPUs). Rows keep their order.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+@click.option("--format", "fmt", type=ShortChoice(["csv", "jsonl"]), default="csv", show_default=True,
               help="csv (with a header) or one JSON object per line.")
 def sweep_command(models: str, revision: str | None, gpus: str, inter_node_gbps: float | None, seq_lens: str,
                   global_batch: int | None, packing: bool, mean_sample_len: int | None, search: bool,

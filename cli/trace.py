@@ -16,11 +16,19 @@ from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.problem.instance import config_for_estimate
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
-from .options import MODEL_HELP, knob_options, pins_from_kwargs, revision_option, workload_options
+from .options import (
+    MODEL_HELP,
+    BoundedCommand,
+    ShortChoice,
+    knob_options,
+    pins_from_kwargs,
+    revision_option,
+    workload_options,
+)
 from .render_trace import comparison, render
 
 
-@click.command("trace")
+@click.command("trace", cls=BoundedCommand)
 @click.option("--model", "model", required=True, help=MODEL_HELP)
 @revision_option
 @click.option("--gpus", "gpus", default="1xA100-80G", show_default=True,
@@ -28,7 +36,7 @@ from .render_trace import comparison, render
                    "--n-gpus ranks (default all of them).")
 @workload_options
 @knob_options
-@click.option("--optimizer-impl", type=click.Choice(["fused", "foreach"]), default="fused", show_default=True,
+@click.option("--optimizer-impl", type=ShortChoice(["fused", "foreach"]), default="fused", show_default=True,
               help="torch AdamW implementation to trace (HF's default adamw_torch_fused = fused).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (bytes).")
 def trace_command(model: str, revision: str | None, gpus: str, seq_len: int, global_batch: int | None,

@@ -53,11 +53,20 @@ import unicodedata
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from ..errors import InvalidConfigurationError
+from ..errors import InvalidConfigurationError, shown
 from ..problem import rules
 from ..problem.config import TrainConfig, describe_launch
-from ..problem.knobs import LAYERWISE_OPTIMIZERS, PROJECTED_OPTIMIZERS, Attention, MemoryOptimizer, Method, Optimizer, Precision
+from ..problem.knobs import (
+    LAYERWISE_OPTIMIZERS,
+    PROJECTED_OPTIMIZERS,
+    Attention,
+    MemoryOptimizer,
+    Method,
+    Optimizer,
+    Precision,
+)
 from ..specs.gpu import GpuSet
+from ..specs.limits import MAX_NAME_CHARS
 from ..specs.model import Family, ModelSpec
 from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN, MEMORY_OPTIMIZER_KEYS
 from .write_accelerate import FSDP_CONFIG_YAML, LAUNCH_MODULE, accelerate_fsdp_config
@@ -94,9 +103,13 @@ class EmitPlaceholders(BaseModel):
     def _one_line(cls, value: str | None, info) -> str | None:
         """Names and paths go into YAML and shell lines: a line break or control character in
         one is refused, never written."""
+        flag = "--" + info.field_name.replace("_", "-")
         if value is not None and any(breaks_a_line(c) for c in value):
-            flag = "--" + info.field_name.replace("_", "-")
-            raise ValueError(f"{flag} {value!r} holds a line break or control character: pass a plain name or path")
+            raise ValueError(f"{flag} {shown(repr(value))} holds a line break or control character: pass a plain name "
+                             "or path")
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"{flag} '{shown(value)}' is longer than {MAX_NAME_CHARS} characters: pass a plain name "
+                             "or path")
         return value
 
 

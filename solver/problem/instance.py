@@ -40,7 +40,8 @@ class Pins(BaseModel):
     method: Method | None = None
     bits: Count(4, 16) | None = None
     lora_rank: Count(1, limits.MAX_RANK) | None = None
-    lora_targets: tuple[str, ...] | None = None
+    lora_targets: tuple[Annotated[str, Field(max_length=limits.MAX_PATH_COMPONENT_CHARS)], ...] | None = Field(
+        default=None, max_length=limits.MAX_LAYERS)  # module names, each short
     freeze_layers: Count(1, limits.MAX_LAYERS) | None = None
     micro_batch: Count(1, limits.MAX_MICRO_BATCH) | None = None
     grad_accum: Count(1, limits.MAX_GRAD_ACCUM) | None = None

@@ -154,6 +154,9 @@ def load_model(name_or_path: str, revision: str | None = None) -> ModelSpec:
                                 "e.g. 'qwen2.5-7b', 'Qwen/Qwen3-8B' or 'path/to/config.json'")
     if revision is not None and not isinstance(revision, str):
         raise UnknownModelError(f"revision must be a string (a branch, tag or commit), not {type(revision).__name__}")
+    if revision and (len(revision) > MAX_PATH_COMPONENT_CHARS or not revision.isprintable()):
+        raise UnknownModelError(f"--revision '{shown(revision)}' is no branch, tag or commit (at most "
+                                f"{MAX_PATH_COMPONENT_CHARS} printable characters)")
     text = name_or_path.strip()
     if not text:
         raise UnknownModelError(f"the model name is empty: {_MODEL_HINT}")
