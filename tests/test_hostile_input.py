@@ -238,3 +238,16 @@ def test_bits_4_7_is_refused_not_truncated_to_4():
     with pytest.raises(FitplanError, match="bits"):
         fitplan.estimate("qwen2.5-0.5b", "1xA100-80G", bits=4.7)
     assert fitplan.estimate("qwen2.5-0.5b", "1xA100-80G", bits="4").config.bits == 4  # the flag's spelling
+
+
+def test_every_bound_in_limits_py_says_why_it_is_that_large():
+    """solver/specs/limits.py: each MAX_ constant is preceded by a comment line giving its reason."""
+    from fitplan.solver.specs import limits
+
+    lines = Path(limits.__file__).read_text().splitlines()
+    constants = [i for i, line in enumerate(lines) if line.startswith("MAX_")]
+    assert len(constants) >= 30
+    for index in constants:
+        above = lines[index - 1]
+        assert above.startswith("# ") or lines[index - 1].startswith("MAX_") and lines[index - 2].startswith("# "), \
+            lines[index]
