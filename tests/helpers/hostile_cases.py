@@ -96,6 +96,7 @@ CASES: list[Case] = [
     Case("model_name_100000_chars", _estimate(model="x" * 100_000)),
     Case("model_name_with_newline", _estimate(model="qwen\nrm -rf /")),
     Case("model_revision_100000_chars", _estimate("--revision", "r" * 100_000, model="Qwen/Qwen3-8B")),
+    Case("hub_id_300_chars", _estimate(model="a/" + "b" * 300)),
     Case("lora_target_100000_chars", _estimate("--lora-target", "t" * 100_000)),
     Case("method_100000_chars", _estimate("--method", "m" * 100_000)),
     Case("unknown_option_100000_chars", _estimate("--" + "o" * 100_000)),
