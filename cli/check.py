@@ -11,19 +11,20 @@ import json
 
 import click
 
-from fitplan.solver.errors import FitplanError, InvalidConfigurationError, UnknownModelError
+from fitplan.solver.errors import ConfigFileError, FitplanError, InvalidConfigurationError, UnknownModelError, shown
 from fitplan.solver.llamafactory.read_accelerate import FsdpRun, sibling_fsdp_config
 from fitplan.solver.llamafactory.read_yaml import LlamaFactoryRun, read_accelerate_config, read_llamafactory_config
 from fitplan.solver.memory.estimate import estimate
 from fitplan.solver.planner.questions import nearest_fit
 from fitplan.solver.problem.answers import Estimate
 from fitplan.solver.problem.config import violations
+from fitplan.solver.specs import limits
 from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 from fitplan.solver.specs.gpu import GpuSet
 from fitplan.solver.specs.model import ModelSpec
 
-from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS, EXIT_OK
-from .options import revision_option
+from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
+from .options import BoundedCommand, count, revision_option
 from .render import oom_first, render_check
 
 
@@ -36,7 +37,7 @@ def _resolve_model(run: LlamaFactoryRun, model_option: str | None, revision: str
         return load_model(run.model_name_or_path, revision=revision)
     except (UnknownModelError, FitplanError) as exc:
         raise UnknownModelError(
-            f"model_name_or_path '{run.model_name_or_path}' of {run.source} cannot be resolved: {exc} "
+            f"model_name_or_path '{shown(run.model_name_or_path)}' of {shown(run.source)} cannot be resolved: {exc} "
             "(or pass --model with a catalog name or a path to its config.json)"
         ) from None
 
@@ -64,16 +65,16 @@ def _accelerate_fsdp(yaml_path: str, accelerate_config: str | None) -> FsdpRun |
     return None
 
 
-@click.command("check")
+@click.command("check", cls=BoundedCommand)
 @click.argument("yaml_path", metavar="TRAIN_YAML")
 @click.option("--gpus", "gpus", required=True, help="GPU set the file will run on: 4xA10, 2x8xH100, or a VRAM budget 1x24GiB.")
 @click.option("--model", "model", default=None,
               help="Catalog name, Hugging Face id or config.json path, instead of the file's model_name_or_path "
                    "(which is resolved the same way: catalog, then the Hugging Face cache or Hub).")
 @revision_option
-@click.option("--n-gpus", type=click.IntRange(min=1), default=None,
+@click.option("--n-gpus", type=count(1, limits.MAX_TOTAL_GPUS), default=None,
               help="GPUs the run uses (default: all of --gpus).")
-@click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
+@click.option("--mean-sample-len", type=count(1, limits.MAX_SEQ_LEN), default=None,
               help="Mean tokens per sample of your data, when not packed (default: cutoff_len, the conservative end).")
 @click.option("--accelerate-config", "accelerate_config", default=None, metavar="FSDP_CONFIG_YAML",
               help="The accelerate config the run launches with (accelerate launch --config_file): its FSDP "
@@ -95,6 +96,9 @@ def check_command(yaml_path: str, gpus: str, model: str | None, revision: str | 
     run = read_llamafactory_config(yaml_path, n_gpus=used, model_type=spec.model_type,
                                    mean_sample_len=mean_sample_len, prequantized=spec.prequantized is not None,
                                    fsdp=fsdp)
+    if run.errors:  # LLaMA-Factory would reject the file: that one line, no estimate of a run that cannot start
+        more = f" (and {len(run.errors) - 1} more)" if len(run.errors) > 1 else ""
+        raise ConfigFileError(f"{shown(run.source)}: {run.errors[0]}{more}")
     result = _estimate_for_file(spec, gpu_set, run)
     search = nearest and not result.fits
     fit = nearest_fit(spec, gpu_set, run.config) if search else None
@@ -108,8 +112,4 @@ def check_command(yaml_path: str, gpus: str, model: str | None, revision: str | 
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(render_check(result, fit, search, run.warnings))
-        for error in run.errors:
-            click.echo(f"error: {error}", err=True)
-    if run.errors:
-        return EXIT_BAD_INPUT
     return EXIT_OK if result.fits else EXIT_NOTHING_FITS

@@ -9,12 +9,20 @@ import click
 import fitplan
 
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
-from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
-from .options import moe_kwargs, moe_options
+from .options import (
+    BoundedCommand,
+    data_shape_options,
+    knob_options,
+    model_and_gpus,
+    moe_kwargs,
+    moe_options,
+    pins_from_kwargs,
+    workload_options,
+)
 from .render import render_estimate
 
 
-@click.command("estimate")
+@click.command("estimate", cls=BoundedCommand)
 @model_and_gpus
 @workload_options
 @data_shape_options

@@ -9,6 +9,7 @@ import click
 from fitplan.solver.specs.catalog import gpu_catalog, model_catalog, named_models
 
 from .exit_codes import EXIT_OK
+from .options import BoundedCommand
 from .render import render_gpus, render_models
 
 
@@ -24,7 +25,7 @@ def model_listing(spec) -> dict:
     return row
 
 
-@click.command("models")
+@click.command("models", cls=BoundedCommand)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
 def models_command(as_json: bool) -> int:
     """List every named model of the catalog (base and chat/instruct releases): Hub id, chat
@@ -37,7 +38,7 @@ def models_command(as_json: bool) -> int:
     return EXIT_OK
 
 
-@click.command("gpus")
+@click.command("gpus", cls=BoundedCommand)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
 def gpus_command(as_json: bool) -> int:
     """List the catalog GPUs (memory, compute capability, bf16/FA2, TFLOPS, bandwidth)."""

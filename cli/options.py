@@ -2,13 +2,103 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import click
 
-from fitplan.solver.problem.knobs import Attention, FsdpStrategy, MemoryOptimizer, Method, Offload, Optimizer, Precision, Sharding
+from fitplan.solver.errors import shown
+from fitplan.solver.problem.knobs import (
+    Attention,
+    FsdpStrategy,
+    MemoryOptimizer,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+    Sharding,
+)
+from fitplan.solver.specs import limits
+
+
+class BoundedCommand(click.Command):
+    """A click command whose usage errors ("No such option: --...", "Got unexpected extra
+    argument (...)") quote the user's words cut short, as every fitplan error does."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.message = re.sub(r"\S{81,}", lambda m: shown(m.group()), exc.message)
+            raise
+
+
+class BoundedCount(click.ParamType):
+    """A whole number in [low, high] (solver/specs/limits.py): ASCII digits only (no '²', no
+    '1e3', no 4,300-digit numbers), and the refusal quotes the value cut short."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            digits = text[1:] if text[:1] in "+-" else text
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > limits.MAX_COUNT_DIGITS:
+                self.fail(f"'{shown(text)}' is not a whole number", param, ctx)
+            number = int(text)
+        if not self.low <= number <= self.high:
+            self.fail(f"{shown(number)} is not in {self.low}..{self.high:,}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"BoundedCount({self.low}, {self.high})"
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number in [low, high] (or (low, high] with `low_open`): nan and inf refused."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"'{shown(value)}' is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"'{shown(value)}' is not a finite number", param, ctx)
+        above_low = number > self.low if self.low_open else number >= self.low
+        if not (above_low and number <= self.high):
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{number:g} is not in {bracket}{self.low:g}, {self.high:g}]", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.low}, {self.high})"
+
+
+def count(low: int, high: int) -> BoundedCount:
+    return BoundedCount(low, high)
+
+
+class ShortChoice(click.Choice):
+    """click.Choice whose refusal quotes the value cut short (click's own echoes it whole)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and len(value) > 64:
+            self.fail(f"'{shown(value)}' is not one of {', '.join(map(str, self.choices))}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _choice(enum) -> click.Choice:
-    return click.Choice([e.value for e in enum], case_sensitive=False)
+    return ShortChoice([e.value for e in enum], case_sensitive=False)
 
 
 def _targets(_ctx, _param, value):
@@ -30,7 +120,7 @@ def revision_option(func):
 
 
 def inter_node_option(func):
-    return click.option("--inter-node-gbps", "inter_node_gbps", type=click.FloatRange(min=0, min_open=True), default=None,
+    return click.option("--inter-node-gbps", "inter_node_gbps", type=FiniteFloat(0, limits.MAX_INTER_NODE_GBPS, low_open=True), default=None,
                         help="Network out of each node, all NICs together, in Gb/s (gigabits, as NICs are sold: "
                              "8 x 400 Gb/s = 3200). Default: the GPU kind's reference system (fitplan gpus --json).")(func)
 
@@ -46,26 +136,26 @@ def knob_options(func):
     """The knobs; unset = LLaMA-Factory's default for estimate, a free decision for recommend."""
     options = [
         click.option("--method", type=_choice(Method), default=None, help="full, freeze, lora or qlora."),
-        click.option("--bits", type=click.Choice(["16", "8", "4"]), default=None, help="Base weight bits (4/8 = QLoRA)."),
-        click.option("--lora-rank", type=click.IntRange(min=1), default=None, help="LoRA rank (default 8)."),
+        click.option("--bits", type=ShortChoice(["16", "8", "4"]), default=None, help="Base weight bits (4/8 = QLoRA)."),
+        click.option("--lora-rank", type=count(1, limits.MAX_RANK), default=None, help="LoRA rank (default 8)."),
         click.option("--lora-target", "lora_targets", default=None, callback=_targets,
                      help="Comma-separated module names, or 'all' (default)."),
-        click.option("--freeze-layers", type=click.IntRange(min=1), default=None,
+        click.option("--freeze-layers", type=count(1, limits.MAX_LAYERS), default=None,
                      help="freeze method: how many last layers train (default 2)."),
-        click.option("--micro-batch", type=click.IntRange(min=1), default=None, help="Per-GPU micro batch."),
-        click.option("--grad-accum", type=click.IntRange(min=1), default=None, help="Gradient accumulation steps."),
+        click.option("--micro-batch", type=count(1, limits.MAX_MICRO_BATCH), default=None, help="Per-GPU micro batch."),
+        click.option("--grad-accum", type=count(1, limits.MAX_GRAD_ACCUM), default=None, help="Gradient accumulation steps."),
         click.option("--grad-ckpt/--no-grad-ckpt", default=None, help="Gradient checkpointing (default on)."),
         click.option("--attn", type=_choice(Attention), default=None, help="eager, sdpa or fa2."),
         click.option("--sharding", type=_choice(Sharding), default=None,
                      help="Sharding engine: none (plain DDP), deepspeed (ZeRO, --zero picks the stage) or fsdp "
                           "(accelerate's FSDP, --fsdp-strategy picks how). Free by default; --zero 1-3 implies "
                           "deepspeed, --zero 0 none, an --fsdp-* flag fsdp."),
-        click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
+        click.option("--zero", "zero_stage", type=count(0, 3), default=None,
                      help="DeepSpeed ZeRO stage (0 = plain DDP, no DeepSpeed)."),
         click.option("--fsdp-strategy", type=_choice(FsdpStrategy), default=None,
                      help="FSDP sharding strategy: full_shard (like ZeRO-3; the default), shard_grad_op (like "
                           "ZeRO-2), hybrid_shard (full_shard inside a node, replicated across nodes) or no_shard."),
-        click.option("--fsdp-version", type=click.Choice(["1", "2"]), default=None,
+        click.option("--fsdp-version", type=ShortChoice(["1", "2"]), default=None,
                      help="accelerate fsdp_version: 1 (FullyShardedDataParallel, accelerate's and LLaMA-Factory's "
                           "examples' default) or 2 (fully_shard)."),
         click.option("--offload", type=_choice(Offload), default=None,
@@ -73,7 +163,7 @@ def knob_options(func):
         click.option("--optim", type=_choice(Optimizer), default=None, help="Optimizer."),
         click.option("--precision", type=_choice(Precision), default=None,
                      help="bf16, fp16, fp32 or pure_bf16 (default bf16 where the GPU has it, else fp16)."),
-        click.option("--n-gpus", type=click.IntRange(min=1), default=None, help="Use only this many of the GPUs."),
+        click.option("--n-gpus", type=count(1, limits.MAX_TOTAL_GPUS), default=None, help="Use only this many of the GPUs."),
         # the memory levers (LLaMA-Factory 0.9.5 keys in brackets; recommend searches --liger itself)
         click.option("--liger/--no-liger", default=None,
                      help="Liger kernels: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE [enable_liger_kernel]."),
@@ -84,12 +174,12 @@ def knob_options(func):
         click.option("--memory-optimizer", type=_choice(MemoryOptimizer), default=None,
                      help="Full-parameter training at LoRA-like memory: galore, galore_layerwise, apollo, "
                           "apollo_layerwise, badam (layer mode) or adam_mini."),
-        click.option("--projection-rank", type=click.IntRange(min=1), default=None,
+        click.option("--projection-rank", type=count(1, limits.MAX_RANK), default=None,
                      help="GaLore / APOLLO projection rank (default 16) [galore_rank, apollo_rank]."),
         click.option("--dora/--no-dora", default=None, help="DoRA adapters [use_dora]."),
         click.option("--pissa/--no-pissa", default=None, help="PiSSA initialisation (same memory as LoRA) [pissa_init]."),
         click.option("--rslora/--no-rslora", default=None, help="Rank-stabilised LoRA scaling (no memory change) [use_rslora]."),
-        click.option("--loraplus-lr-ratio", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--loraplus-lr-ratio", type=FiniteFloat(0, limits.MAX_LORAPLUS_RATIO, low_open=True), default=None,
                      help="LoRA+ learning-rate ratio of B to A (no memory change) [loraplus_lr_ratio]."),
         click.option("--upcast-layernorm/--no-upcast-layernorm", default=None,
                      help="Norm weights in fp32 [upcast_layernorm]."),
@@ -103,7 +193,7 @@ def knob_options(func):
 
 def data_shape_options(func):
     """How long the samples really are: decides the caching allocator's variable-length reserve."""
-    func = click.option("--mean-sample-len", type=click.IntRange(min=1), default=None,
+    func = click.option("--mean-sample-len", type=count(1, limits.MAX_SEQ_LEN), default=None,
                         help="Mean tokens per sample of your data (default: seq-len, the conservative end).")(func)
     func = click.option("--packing/--no-packing", default=False, show_default=True,
                         help="Samples packed to exactly seq-len (LLaMA-Factory packing): no variable-length reserve.")(func)
@@ -118,9 +208,9 @@ def allow_packing_option(func):
                              "share a row and how many a step trains on; never chosen without this flag).")(func)
 def moe_options(func):
     """Mixture-of-experts assumptions (docs/moe.md)."""
-    func = click.option("--moe-aux-loss-coef", type=click.FloatRange(min=0, min_open=True), default=None,
+    func = click.option("--moe-aux-loss-coef", type=FiniteFloat(0, limits.MAX_AUX_LOSS_COEF, low_open=True), default=None,
                         help="LLaMA-Factory moe_aux_loss_coef: keeps router logits for the load-balancing loss.")(func)
-    func = click.option("--capacity-factor", type=click.FloatRange(min=1.0), default=None,
+    func = click.option("--capacity-factor", type=FiniteFloat(1.0, limits.MAX_CAPACITY_FACTOR), default=None,
                         help="MoE: routed rows over tokens x top-k (default 1.0, exact for transformers' grouped_mm).")(func)
     return func
 
@@ -131,9 +221,9 @@ def moe_kwargs(kwargs: dict) -> dict:
 
 
 def workload_options(func):
-    func = click.option("--global-batch", type=click.IntRange(min=1), default=None,
+    func = click.option("--global-batch", type=count(1, limits.MAX_GLOBAL_BATCH), default=None,
                         help="Samples per optimizer step over all GPUs.")(func)
-    func = click.option("--seq-len", type=click.IntRange(min=1), default=2048, show_default=True,
+    func = click.option("--seq-len", type=count(1, limits.MAX_SEQ_LEN), default=2048, show_default=True,
                         help="Tokens per sample (LLaMA-Factory cutoff_len).")(func)
     return func
 

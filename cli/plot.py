@@ -7,28 +7,39 @@ from pathlib import Path
 import click
 
 from fitplan.solver.errors import ConfigFileError
+from fitplan.solver.specs import limits
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_NOTHING_FITS
-from .options import data_shape_options, knob_options, model_and_gpus, pins_from_kwargs, workload_options
+from .options import (
+    BoundedCommand,
+    FiniteFloat,
+    ShortChoice,
+    count,
+    data_shape_options,
+    knob_options,
+    model_and_gpus,
+    pins_from_kwargs,
+    workload_options,
+)
 
 KINDS = ("seq-len", "runners-up", "memory-bar")
 PNG_HINT = "pip install 'fitplan[png]' (cairosvg, drawing with the system's libcairo2), or write .svg"
 
 
-@click.command("plot")
+@click.command("plot", cls=BoundedCommand)
 @model_and_gpus
 @workload_options
 @data_shape_options
 @knob_options
-@click.option("--kind", type=click.Choice(KINDS), default="seq-len", show_default=True,
+@click.option("--kind", type=ShortChoice(KINDS), default="seq-len", show_default=True,
               help="seq-len: memory vs sequence length for full / LoRA / QLoRA; runners-up: memory x tokens/s "
                    "of the plan and its runners-up; memory-bar: the plan's memory per GPU, term by term.")
 @click.option("--no-search", is_flag=True, help="Plot the knobs given with LLaMA-Factory's defaults (as estimate).")
-@click.option("--top", "top_k", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--top", "top_k", type=count(1, limits.MAX_TOP_K), default=8, show_default=True,
               help="Plans in the runners-up plot.")
-@click.option("--headroom", type=click.FloatRange(0, 0.9), default=0.05, show_default=True,
+@click.option("--headroom", type=FiniteFloat(0, 0.9), default=0.05, show_default=True,
               help="Fraction of each GPU's memory kept free.")
-@click.option("--time-limit", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--time-limit", type=FiniteFloat(0.1, limits.MAX_TIME_LIMIT_S), default=10.0, show_default=True,
               help="CP-SAT time limit per solve, seconds.")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, help="plot.svg or plot.png.")
 def plot_command(model: str, gpus: str, seq_len: int, global_batch: int | None, packing: bool,

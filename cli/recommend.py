@@ -11,12 +11,16 @@ from fitplan.solver.errors import InvalidConfigurationError
 from fitplan.solver.planner.questions import max_seq_len, min_gpus
 from fitplan.solver.planner.recommend import recommend
 from fitplan.solver.problem.settings import SolverSettings
+from fitplan.solver.specs import limits
 from fitplan.solver.units import GIB
 
-from .emit_options import EMIT_OPTION_NAMES, emit_options, write_emit
+from .emit_options import EMIT_OPTION_NAMES, check_emit_options, emit_options, write_emit
 from .exit_codes import EXIT_NOTHING_FITS, EXIT_OK
 from .options import (
+    BoundedCommand,
+    FiniteFloat,
     allow_packing_option,
+    count,
     data_shape_options,
     inter_node_option,
     knob_options,
@@ -38,27 +42,27 @@ def _tokens(tokens: int | None, epochs: float | None, dataset_samples: int | Non
     return tokens
 
 
-@click.command("recommend")
+@click.command("recommend", cls=BoundedCommand)
 @model_and_gpus
 @workload_options
 @data_shape_options
 @allow_packing_option
 @moe_options
 @knob_options
-@click.option("--top", "top_k", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--top", "top_k", type=count(1, limits.MAX_TOP_K), default=1, show_default=True,
               help="Show the best plan and the next K-1 runners-up.")
-@click.option("--headroom", type=click.FloatRange(0, 0.9), default=0.05, show_default=True,
+@click.option("--headroom", type=FiniteFloat(0, 0.9), default=0.05, show_default=True,
               help="Fraction of each GPU's memory kept free.")
-@click.option("--host-ram-gib", type=click.FloatRange(min=1), default=None,
+@click.option("--host-ram-gib", type=FiniteFloat(1, limits.MAX_HOST_RAM_GIB), default=None,
               help="Host RAM per node for CPU offload (default: 2x the node's GPU memory, at least 64 GiB).")
 @click.option("--max-seq-len", "ask_max_seq_len", is_flag=True, help="Answer: the longest --seq-len at which something fits.")
 @click.option("--min-gpus", "ask_min_gpus", is_flag=True, help="Answer: the fewest GPUs of this kind on which something fits.")
-@click.option("--time-limit", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--time-limit", type=FiniteFloat(0.1, limits.MAX_TIME_LIMIT_S), default=10.0, show_default=True,
               help="CP-SAT time limit per solve, seconds.")
-@click.option("--tokens", type=click.IntRange(min=1), default=None, help="Report the time to train on this many tokens.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--tokens", type=count(1, limits.MAX_TRAIN_TOKENS), default=None, help="Report the time to train on this many tokens.")
+@click.option("--epochs", type=FiniteFloat(0, limits.MAX_EPOCHS, low_open=True), default=None,
               help="With --dataset-samples: report the time for this many epochs.")
-@click.option("--dataset-samples", type=click.IntRange(min=1), default=None, help="Samples in the dataset.")
+@click.option("--dataset-samples", type=count(1, limits.MAX_DATASET_SAMPLES), default=None, help="Samples in the dataset.")
 @inter_node_option
 @click.option("--compare-engines/--no-compare-engines", "compare_engines", default=True, show_default=True,
               help="With the sharding engine free: put the other engines' fastest plans (plain DDP, DeepSpeed "
@@ -71,6 +75,8 @@ def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int,
                       tokens: int | None, epochs: float | None, dataset_samples: int | None,
                       inter_node_gbps: float | None, compare_engines: bool, as_json: bool, **knobs) -> int:
     """The fastest configuration that fits (knob flags pin a choice), or why nothing fits."""
+    emit = {name: knobs[name] for name in EMIT_OPTION_NAMES}
+    check_emit_options(**emit)  # an unwritable -o or placeholder is refused before the search
     instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, packing=packing,
                                      mean_sample_len=mean_sample_len, revision=revision,
                                      inter_node_gbps=inter_node_gbps, neat_packing=knobs["neat_packing"],
@@ -96,7 +102,6 @@ def recommend_command(model: str, gpus: str, revision: str | None, seq_len: int,
     else:
         click.echo(render_recommendation(result, train_tokens))
     if result.plan is not None:
-        emit = {name: knobs[name] for name in EMIT_OPTION_NAMES}
         for path in write_emit(instance.model, instance.gpus, result.plan, **emit):
             click.echo(f"wrote {path}", err=as_json)  # keep stdout pure JSON under --json
     return EXIT_OK if result.plan is not None else EXIT_NOTHING_FITS

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import click
 
+from fitplan.solver.specs import limits
+
 from .exit_codes import EXIT_BAD_INPUT
+from .options import BoundedCommand, FiniteFloat, count
 
 
-@click.command("serve")
+@click.command("serve", cls=BoundedCommand)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the default answers this machine only).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
-@click.option("--solver-threads", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--solver-threads", type=count(1, limits.MAX_JOBS), default=2, show_default=True,
               help="Questions answered at once; more wait in a bounded queue.")
-@click.option("--request-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--request-timeout", type=FiniteFloat(1, 86400), default=60.0, show_default=True,
               help="Seconds a request may wait for its answer, queue included (then HTTP 503).")
-@click.option("--max-time-limit", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--max-time-limit", type=FiniteFloat(0.1, limits.MAX_TIME_LIMIT_S), default=10.0, show_default=True,
               help="Cap on a request's CP-SAT --time-limit, seconds.")
 def serve_command(host: str, port: int, solver_threads: int, request_timeout: float, max_time_limit: float) -> None:
     """The page and the JSON API (POST /api/estimate, /api/recommend, /api/emit)."""

@@ -11,16 +11,24 @@ import json
 
 import click
 
+import fitplan
 from fitplan.solver.memory.estimate import estimate
-from fitplan.solver.problem.instance import Instance, Pins, Workload, config_for_estimate
-from fitplan.solver.specs.catalog import load_model, parse_gpu_set
+from fitplan.solver.problem.instance import config_for_estimate
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
-from .options import MODEL_HELP, knob_options, pins_from_kwargs, revision_option, workload_options
+from .options import (
+    MODEL_HELP,
+    BoundedCommand,
+    ShortChoice,
+    knob_options,
+    pins_from_kwargs,
+    revision_option,
+    workload_options,
+)
 from .render_trace import comparison, render
 
 
-@click.command("trace")
+@click.command("trace", cls=BoundedCommand)
 @click.option("--model", "model", required=True, help=MODEL_HELP)
 @revision_option
 @click.option("--gpus", "gpus", default="1xA100-80G", show_default=True,
@@ -28,25 +36,25 @@ from .render_trace import comparison, render
                    "--n-gpus ranks (default all of them).")
 @workload_options
 @knob_options
-@click.option("--optimizer-impl", type=click.Choice(["fused", "foreach"]), default="fused", show_default=True,
+@click.option("--optimizer-impl", type=ShortChoice(["fused", "foreach"]), default="fused", show_default=True,
               help="torch AdamW implementation to trace (HF's default adamw_torch_fused = fused).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (bytes).")
 def trace_command(model: str, revision: str | None, gpus: str, seq_len: int, global_batch: int | None,
                   optimizer_impl: str, as_json: bool, **knobs) -> int:
     """Trace one real training step of the model code on fake tensors (no GPU, no weights) and
     compare its tensor-memory peak with the formula's, term by term."""
+    # the input first (fast, one line), then the heavy trace dependencies
+    instance = fitplan.make_instance(model, gpus, seq_len=seq_len, global_batch=global_batch, revision=revision,
+                                     **pins_from_kwargs(knobs))
+    config = config_for_estimate(instance)
+    formula = estimate(instance.model, instance.gpus, config)
     from fitplan.solver.oracle.step import TraceUnavailableError, require_trace_dependencies, trace_training_step
 
     try:
         require_trace_dependencies()
     except TraceUnavailableError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(f"error: {exc}", err=True)
         return EXIT_BAD_INPUT
-    instance = Instance(model=load_model(model, revision=revision), gpus=parse_gpu_set(gpus),
-                        workload=Workload(seq_len=seq_len, global_batch=global_batch),
-                        pins=Pins(**pins_from_kwargs(knobs)))
-    config = config_for_estimate(instance)
-    formula = estimate(instance.model, instance.gpus, config)
     if config.fsdp_strategy is not None:
         from fitplan.solver.oracle.fsdp_step import trace_fsdp_step
 

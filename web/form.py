@@ -43,11 +43,14 @@ def _field_of(param) -> FormField:
         if param.default is None:
             return FormField(kind="tristate", choices=(param.opts[0], param.secondary_opts[0]), **common)
         return FormField(kind="checkbox", **common)
-    if type_name == "Choice":
+    if type_name in ("Choice", "ShortChoice"):
         return FormField(kind="select", choices=tuple(param.type.choices), **common)
     if type_name in ("IntRange", "FloatRange"):
         return FormField(kind="number", minimum=param.type.min, maximum=param.type.max,
                          step="1" if type_name == "IntRange" else "any", **common)
+    if type_name in ("BoundedCount", "FiniteFloat"):  # cli/options.py: bounds from solver/specs/limits.py
+        return FormField(kind="number", minimum=param.type.low, maximum=param.type.high,
+                         step="1" if type_name == "BoundedCount" else "any", **common)
     return FormField(kind="text", **common)
 
 

@@ -21,6 +21,7 @@ FIRST_SEQ_LEN = 256
 GRANULARITY = 128  # the longest fitting length is a multiple of this (as recommend --max-seq-len)
 QLORA_DEFAULT_BITS = 4
 STOP_BUDGETS = 3  # a curve stops at its first length needing more than 3 x the budget: off the plot
+LORA_ONLY_KNOBS = ("lora_rank", "lora_targets", "dora", "pissa", "rslora", "loraplus_lr_ratio")
 PLAN_KNOBS = ("lora_rank", "lora_targets", "freeze_layers", "micro_batch", "grad_accum", "grad_ckpt", "attn",
               "zero_stage", "offload", "optim", "precision", "n_gpus", "fsdp_strategy", "fsdp_version")
 
@@ -63,7 +64,10 @@ def method_knobs(setup: dict, method: str, pinned_bits: int | None = None) -> di
     bits = 16
     if method == "qlora":
         bits = pinned_bits if pinned_bits in (4, 8) else QLORA_DEFAULT_BITS
-    return dict(setup, method=method, bits=bits)
+    # the knobs the method has no use for are not pinned (a pin that cannot take effect is refused)
+    unused = () if method in ("lora", "qlora") else LORA_ONLY_KNOBS
+    unused += () if method == "freeze" else ("freeze_layers",)
+    return {**{k: v for k, v in setup.items() if k not in unused}, "method": method, "bits": bits}
 
 
 def seq_len_curves(model, gpus, setup: dict, *, asked_seq_len: int, packing: bool, budget_bytes: int,

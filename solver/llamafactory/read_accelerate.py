@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigFileError
 from ..problem.knobs import DEFAULT_FSDP_VERSION, FsdpStrategy, Offload, Precision
+from ..specs.files import load_yaml_bounded, read_bounded_text
 from .vocabulary import ACCELERATE_MIXED_PRECISION_TO_FITPLAN, ACCELERATE_SHARDING_STRATEGY_TO_FITPLAN
 
 
@@ -215,8 +216,8 @@ def sibling_fsdp_config(yaml_path: Path) -> Path | None:
         if candidate.resolve() == yaml_path.resolve():
             continue
         try:
-            data = yaml.safe_load(candidate.read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            data = load_yaml_bounded(read_bounded_text(candidate, "accelerate config"), candidate)
+        except (OSError, ConfigFileError):
             continue
         if isinstance(data, dict) and str(data.get("distributed_type", "")).upper() == "FSDP":
             return candidate

@@ -53,11 +53,20 @@ import unicodedata
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from ..errors import InvalidConfigurationError
+from ..errors import InvalidConfigurationError, shown
 from ..problem import rules
 from ..problem.config import TrainConfig, describe_launch
-from ..problem.knobs import LAYERWISE_OPTIMIZERS, PROJECTED_OPTIMIZERS, Attention, MemoryOptimizer, Method, Optimizer, Precision
+from ..problem.knobs import (
+    LAYERWISE_OPTIMIZERS,
+    PROJECTED_OPTIMIZERS,
+    Attention,
+    MemoryOptimizer,
+    Method,
+    Optimizer,
+    Precision,
+)
 from ..specs.gpu import GpuSet
+from ..specs.limits import MAX_NAME_CHARS
 from ..specs.model import Family, ModelSpec
 from .vocabulary import HF_OPTIM, HF_OPTIM_UNDER_DEEPSPEED_OPTIMIZER, KNOB_KEY, LF_FLASH_ATTN, MEMORY_OPTIMIZER_KEYS
 from .write_accelerate import FSDP_CONFIG_YAML, LAUNCH_MODULE, accelerate_fsdp_config
@@ -94,9 +103,13 @@ class EmitPlaceholders(BaseModel):
     def _one_line(cls, value: str | None, info) -> str | None:
         """Names and paths go into YAML and shell lines: a line break or control character in
         one is refused, never written."""
-        if value is not None and any(_breaks_a_line(c) for c in value):
-            flag = "--" + info.field_name.replace("_", "-")
-            raise ValueError(f"{flag} {value!r} holds a line break or control character: pass a plain name or path")
+        flag = "--" + info.field_name.replace("_", "-")
+        if value is not None and any(breaks_a_line(c) for c in value):
+            raise ValueError(f"{flag} {shown(repr(value))} holds a line break or control character: pass a plain name "
+                             "or path")
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"{flag} '{shown(value)}' is longer than {MAX_NAME_CHARS} characters: pass a plain name "
+                             "or path")
         return value
 
 
@@ -127,7 +140,7 @@ def default_template(model: ModelSpec) -> str:
 
 # ---- YAML text ---------------------------------------------------------------------------------
 
-def _breaks_a_line(char: str) -> bool:
+def breaks_a_line(char: str) -> bool:
     """Control characters and every character YAML 1.1 or a shell could take as a line break
     (NEL, LINE/PARAGRAPH SEPARATOR)."""
     return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char == "\x85"
@@ -136,7 +149,7 @@ def _breaks_a_line(char: str) -> bool:
 def comment_text(text: str) -> str:
     """`text` safe after a `#` in YAML or bash: line breaks and control characters are written
     as escapes (`\\n`), so a comment stays one line and can never start a command."""
-    return "".join(char.encode("unicode_escape").decode("ascii") if _breaks_a_line(char) else char
+    return "".join(char.encode("unicode_escape").decode("ascii") if breaks_a_line(char) else char
                    for char in text)
 
 

@@ -5,9 +5,12 @@ become a configuration (`config_for_estimate`) or are refused before any search 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ..errors import InvalidConfigurationError
+from ..specs import limits
 from ..specs.gpu import GpuSet
 from ..specs.model import ModelSpec
 from . import rules
@@ -16,42 +19,56 @@ from .config import TrainConfig, make_config
 from .knobs import Attention, FsdpStrategy, MemoryOptimizer, Method, Offload, Optimizer, Precision, Sharding
 
 
+def Count(low: int, high: int):  # noqa: N802 - a type
+    """A whole number in [low, high]: an int, never a float (4.7 is not truncated) nor a bool."""
+    return Annotated[int, Strict(), Field(ge=low, le=high)]
+
+
+def Finite(high: float, *, gt: float | None = None, ge: float | None = None):  # noqa: N802 - a type
+    """A finite number (NaN and infinities refused) below `high`; an int is read as a float."""
+    return Annotated[float, Strict(), Field(gt=gt, ge=ge, le=high, allow_inf_nan=False)]
+
+
+StrictBool = Annotated[bool, Strict()]
+
+
 class Pins(BaseModel):
     """Knobs fixed by the user; None = free (recommend) or LLaMA-Factory's default (estimate)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Method | None = None
-    bits: int | None = None
-    lora_rank: int | None = None
-    lora_targets: tuple[str, ...] | None = None
-    freeze_layers: int | None = None
-    micro_batch: int | None = None
-    grad_accum: int | None = None
-    grad_ckpt: bool | None = None
+    bits: Count(4, 16) | None = None
+    lora_rank: Count(1, limits.MAX_RANK) | None = None
+    lora_targets: tuple[Annotated[str, Field(max_length=limits.MAX_PATH_COMPONENT_CHARS)], ...] | None = Field(
+        default=None, max_length=limits.MAX_LAYERS)  # module names, each short
+    freeze_layers: Count(1, limits.MAX_LAYERS) | None = None
+    micro_batch: Count(1, limits.MAX_MICRO_BATCH) | None = None
+    grad_accum: Count(1, limits.MAX_GRAD_ACCUM) | None = None
+    grad_ckpt: StrictBool | None = None
     attn: Attention | None = None
-    zero_stage: int | None = None
+    zero_stage: Count(0, 3) | None = None
     offload: Offload | None = None
     optim: Optimizer | None = None
     precision: Precision | None = None
-    n_gpus: int | None = None
+    n_gpus: Count(1, limits.MAX_TOTAL_GPUS) | None = None
     # the memory levers (issue 16); None = free for recommend where it searches them, else LF's default
-    liger: bool | None = None
-    unsloth_gc: bool | None = None
-    reentrant_gc: bool | None = None
-    dora: bool | None = None
-    pissa: bool | None = None
-    rslora: bool | None = None
-    loraplus_lr_ratio: float | None = Field(default=None, gt=0)
+    liger: StrictBool | None = None
+    unsloth_gc: StrictBool | None = None
+    reentrant_gc: StrictBool | None = None
+    dora: StrictBool | None = None
+    pissa: StrictBool | None = None
+    rslora: StrictBool | None = None
+    loraplus_lr_ratio: Finite(limits.MAX_LORAPLUS_RATIO, gt=0) | None = None
     memory_optimizer: MemoryOptimizer | None = None
-    projection_rank: int | None = Field(default=None, ge=1)
-    upcast_layernorm: bool | None = None
-    upcast_lmhead_output: bool | None = None
+    projection_rank: Count(1, limits.MAX_RANK) | None = None
+    upcast_layernorm: StrictBool | None = None
+    upcast_lmhead_output: StrictBool | None = None
     # the sharding engine (docs/fsdp.md): --zero 1-3 implies deepspeed and --zero 0 none (plain
     # DDP), an FSDP strategy or version implies fsdp
     sharding: Sharding | None = None
     fsdp_strategy: FsdpStrategy | None = None
-    fsdp_version: int | None = None
+    fsdp_version: Count(1, 2) | None = None
 
     def pinned(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -60,16 +77,23 @@ class Pins(BaseModel):
 class Workload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seq_len: int = Field(default=2048, ge=1)
-    global_batch: int | None = Field(default=None, ge=1)  # samples per optimizer step, all GPUs
-    packing: bool = False  # samples packed to exactly seq_len (LLaMA-Factory `packing`)
-    mean_sample_len: int | None = Field(default=None, ge=1)  # None = unknown, taken as seq_len
-    neat_packing: bool = False  # packed, each sample attending only to itself (LLaMA-Factory `neat_packing`)
+    seq_len: Count(1, limits.MAX_SEQ_LEN) = 2048
+    global_batch: Count(1, limits.MAX_GLOBAL_BATCH) | None = None  # samples per optimizer step, all GPUs
+    packing: StrictBool = False  # samples packed to exactly seq_len (LLaMA-Factory `packing`)
+    mean_sample_len: Count(1, limits.MAX_SEQ_LEN) | None = None  # None = unknown, taken as seq_len
+    neat_packing: StrictBool = False  # packed, each sample attending only to itself (LLaMA-Factory `neat_packing`)
     # The recommender may propose packing (a throughput lever that changes what a step trains on,
     # so never without the user's leave: --allow-packing).
-    allow_packing: bool = False
-    capacity_factor: float = Field(default=1.0, ge=1.0)  # MoE routing margin (TrainConfig.capacity_factor)
-    moe_aux_loss_coef: float | None = Field(default=None, gt=0)  # LLaMA-Factory moe_aux_loss_coef, decided by the user
+    allow_packing: StrictBool = False
+    capacity_factor: Finite(limits.MAX_CAPACITY_FACTOR, ge=1.0) = 1.0  # MoE routing margin (TrainConfig.capacity_factor)
+    moe_aux_loss_coef: Finite(limits.MAX_AUX_LOSS_COEF, gt=0) | None = None  # LLaMA-Factory moe_aux_loss_coef, decided by the user
+
+    @model_validator(mode="after")
+    def _mean_within_seq_len(self) -> "Workload":
+        if self.mean_sample_len is not None and self.mean_sample_len > self.seq_len:
+            raise ValueError(f"--mean-sample-len {self.mean_sample_len} is above --seq-len {self.seq_len}: samples "
+                             "are cut to seq-len tokens, so their mean is at most seq-len")
+        return self
 
     def data_shape(self) -> dict:
         """The TrainConfig fields that describe the data rather than a knob."""
@@ -152,6 +176,11 @@ def config_for_estimate(instance: Instance) -> TrainConfig:
     """A full configuration from the pins, LLaMA-Factory's defaults for the rest: LoRA rank 8 on
     all linear modules, checkpointing on, micro batch 1, SDPA (eager on Gemma-2), AdamW, bf16
     where the GPU has it (else fp16), no ZeRO, all GPUs."""
+    problem = batch_split_problem(
+        instance.workload.global_batch, instance.pins.pinned(), instance.pins.n_gpus or instance.gpus.total_gpus,
+        n_gpus_free=False)
+    if problem:
+        raise InvalidConfigurationError(problem)
     pins = _engine_knobs(completed_pins(instance.pins.pinned()))
     pins.setdefault("precision", rules.default_precision(instance.gpus))
     if sdpa_drops_softcapping(instance.model, pins.get("attn", Attention.sdpa)) and "attn" not in pins:
@@ -176,22 +205,78 @@ def _refuse_undocumented(knobs: dict) -> None:
             raise InvalidConfigurationError(problems[0])
 
 
-COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "precision", "memory_optimizer", "dora", "pissa",
+COMBINED_KNOBS = ("method", "bits", "zero_stage", "offload", "optim", "precision", "memory_optimizer", "dora", "pissa",
                   "rslora", "loraplus_lr_ratio", "sharding", "fsdp_strategy", "fsdp_version")
 
 
-def check_pins(instance: Instance) -> None:
-    """Pins the hardware or LLaMA-Factory rule out are bad input (exit 2), not 'nothing fits'."""
-    pins, gpus = instance.pins, instance.gpus
-    problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
-                                       n_gpus=pins.n_gpus, liger=pins.liger)
-    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank, zero_stage=pins.zero_stage,
-                                     attn=pins.attn, seq_len=instance.workload.seq_len)
-    problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
-                                            zero_stage=pins.zero_stage)
-    problems += rules.fsdp_hardware_problems(gpus, strategy=pins.fsdp_strategy, n_gpus=pins.n_gpus or gpus.total_gpus)
-    if problems:
-        raise InvalidConfigurationError(problems[0])
+# Pins that only act under some methods: pinned beside a method without them, they would be ignored.
+LORA_ONLY_PINS = {"lora_rank": "--lora-rank", "lora_targets": "--lora-target", "dora": "--dora", "pissa": "--pissa",
+                  "rslora": "--rslora", "loraplus_lr_ratio": "--loraplus-lr-ratio"}
+
+
+def _flag(knob: str, value) -> str:
+    return f"{LORA_ONLY_PINS.get(knob, '--' + knob.replace('_', '-'))}" + (
+        "" if isinstance(value, bool) else f" {getattr(value, 'value', value)}")
+
+
+def ineffective_pin_problem(pins: dict) -> str | None:
+    """A pin that cannot take effect beside the others (pins as `Pins.pinned()`), as one line
+    naming both: an error rather than a pin silently ignored."""
+    pins = completed_pins(pins)
+    method = pins.get("method")
+    if method in (Method.full, Method.freeze):
+        for knob in LORA_ONLY_PINS:
+            if pins.get(knob) not in (None, False):
+                return (f"{_flag(knob, pins[knob])} cannot take effect with --method {method.value}, which trains no "
+                        f"LoRA adapters: drop {LORA_ONLY_PINS[knob]}, or use --method lora")
+    if method not in (None, Method.freeze) and pins.get("freeze_layers") is not None:
+        return (f"--freeze-layers {pins['freeze_layers']} cannot take effect with --method {method.value}: it counts "
+                "the layers --method freeze trains; drop it, or use --method freeze")
+    memory = pins.get("memory_optimizer")
+    if pins.get("projection_rank") is not None and memory is not None and memory not in (
+            MemoryOptimizer.galore, MemoryOptimizer.galore_layerwise, MemoryOptimizer.apollo,
+            MemoryOptimizer.apollo_layerwise):
+        return (f"--projection-rank {pins['projection_rank']} cannot take effect with --memory-optimizer "
+                f"{memory.value}: it is GaLore's and APOLLO's rank; drop it, or use --memory-optimizer galore")
+    return None
+
+
+def batch_split_problem(global_batch: int | None, pins: dict, usable_gpus: int, n_gpus_free: bool) -> str | None:
+    """--global-batch beside pinned --micro-batch and --grad-accum: they must multiply to it on
+    the GPUs used (all of them, or any count up to `usable_gpus` when the GPU count is free)."""
+    micro, accum = pins.get("micro_batch"), pins.get("grad_accum")
+    if global_batch is None or micro is None or accum is None:
+        return None
+    per_gpu = micro * accum
+    if n_gpus_free:
+        if global_batch % per_gpu == 0 and global_batch // per_gpu <= usable_gpus:
+            return None
+        gpus = f"1..{usable_gpus} GPUs"
+    else:
+        n_gpus = pins.get("n_gpus") or usable_gpus
+        if global_batch == per_gpu * n_gpus:
+            return None
+        gpus = f"{n_gpus} GPU(s) = {per_gpu * n_gpus}"
+    return (f"--global-batch {global_batch} cannot take effect with --micro-batch {micro} and --grad-accum {accum}: "
+            f"{micro} x {accum} x {gpus} is not {global_batch}; drop --global-batch or one of the others, or make "
+            "them agree")
+
+
+def check_user_pins(pins: Pins) -> None:
+    """What the user pinned, before anything is searched (the API's entry, fitplan/__init__.py):
+    a pin that cannot take effect beside the others, or pins that contradict each other whatever
+    the model and GPUs, is bad input (exit 2) in estimate, recommend and sweep alike. (Pins the
+    planner builds from a whole TrainConfig, as nearest_fit does, carry every field and are not
+    judged by the first rule.)"""
+    problem = ineffective_pin_problem(pins.pinned())
+    if problem:
+        raise InvalidConfigurationError(problem)
+    check_pin_combination(pins)
+
+
+def check_pin_combination(pins: Pins) -> None:
+    """Pins that contradict each other whatever the model and GPUs: LLaMA-Factory's and
+    accelerate's rejections, undocumented combinations."""
     combined = completed_pins({k: v for k, v in pins.pinned().items() if k in COMBINED_KNOBS})
     problem = sharding_problem(combined)
     if problem:
@@ -209,3 +294,22 @@ def check_pins(instance: Instance) -> None:
         combined.pop("sharding", None)
     make_config(**_engine_knobs(combined))  # LLaMA-Factory's and accelerate's rejections, as one line
     _refuse_undocumented(combined)
+
+
+def check_pins(instance: Instance) -> None:
+    """Pins the hardware or LLaMA-Factory rule out are bad input (exit 2), not 'nothing fits'."""
+    pins, gpus = instance.pins, instance.gpus
+    problems = rules.hardware_problems(gpus, precision=pins.precision, attn=pins.attn, bits=pins.bits,
+                                       n_gpus=pins.n_gpus, liger=pins.liger)
+    problems += rules.model_problems(instance.model, lora_rank=pins.lora_rank, zero_stage=pins.zero_stage,
+                                     attn=pins.attn, seq_len=instance.workload.seq_len)
+    problems += rules.prequantized_problems(instance.model, method=completed_pins(pins.pinned()).get("method"),
+                                            zero_stage=pins.zero_stage)
+    problems += rules.fsdp_hardware_problems(gpus, strategy=pins.fsdp_strategy, n_gpus=pins.n_gpus or gpus.total_gpus)
+    split = batch_split_problem(instance.workload.global_batch, pins.pinned(), pins.n_gpus or gpus.total_gpus,
+                                n_gpus_free=pins.n_gpus is None)
+    if split:
+        problems.append(split)
+    if problems:
+        raise InvalidConfigurationError(problems[0])
+    check_pin_combination(pins)

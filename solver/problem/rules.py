@@ -17,9 +17,10 @@ The memory levers (issue 16): LLaMA-Factory 0.9.5 `hparams/finetuning_args.py:59
 
 from __future__ import annotations
 
+from ..errors import shown
 from ..specs.gpu import GpuSet
-from ..specs.model import ModelSpec
 from ..specs.liger_kernels import LIGER_MIN_COMPUTE_CAPABILITY
+from ..specs.model import ModelSpec
 from .knobs import (
     BITS,
     BITSANDBYTES_OPTIMIZERS,
@@ -358,7 +359,7 @@ def model_problems(model: ModelSpec, *, method: Method | None = None, lora_rank:
         problems.append(f"LoRA rank {lora_rank} exceeds the hidden size {model.hidden_size} of {model.name}")
     if uses_lora and lora_targets is not None and not model.any_module_matches(lora_targets):
         names = ", ".join(model.linear_module_names())
-        problems.append(f"no LoRA target of {model.name} matches {','.join(lora_targets)}: choose from all, {names}")
+        problems.append(f"no LoRA target of {model.name} matches {shown(','.join(lora_targets))}: choose from all, {names}")
     if method == Method.freeze and freeze_layers is not None and freeze_layers > model.num_layers:
         problems.append(f"--freeze-layers {freeze_layers} exceeds the {model.num_layers} layers of {model.name}")
     return problems

@@ -13,8 +13,12 @@ The budget policy, printed with every plan (cli/render.py):
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from ..errors import InvalidConfigurationError, validation_message
+from ..specs import limits
 from ..specs.gpu import GpuSet
 from ..units import GIB
 
@@ -34,12 +38,21 @@ class SolverSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    time_limit_s: float = Field(default=10.0, gt=0)
-    workers: int = Field(default=1, ge=1)  # 1 = deterministic search
-    headroom_fraction: float = Field(default=0.05, ge=0, lt=1)  # of each GPU's memory, kept free
-    top_k: int = Field(default=1, ge=1)  # plans returned: the best and top_k - 1 runners-up
-    quality_tolerance: float = Field(default=0.01, ge=0, lt=1)  # speed band of the quality tie-break
-    host_ram_bytes: int | None = Field(default=None, gt=0)  # per node; None = default_host_ram_bytes
+    # bounds: solver/specs/limits.py; NaN and infinities refused, counts are ints (never 2.5 or True)
+    time_limit_s: Annotated[float, Strict()] = Field(default=10.0, gt=0, le=limits.MAX_TIME_LIMIT_S,
+                                                     allow_inf_nan=False)
+    workers: Annotated[int, Strict()] = Field(default=1, ge=1, le=limits.MAX_JOBS)  # 1 = deterministic search
+    headroom_fraction: Annotated[float, Strict()] = Field(default=0.05, ge=0, lt=1, allow_inf_nan=False)  # kept free
+    top_k: Annotated[int, Strict()] = Field(default=1, ge=1, le=limits.MAX_TOP_K)  # the best and top_k - 1 runners-up
+    quality_tolerance: Annotated[float, Strict()] = Field(default=0.01, ge=0, lt=1, allow_inf_nan=False)  # speed band
+    host_ram_bytes: Annotated[int, Strict()] | None = Field(default=None, gt=0, le=int(limits.MAX_HOST_RAM_GIB * GIB))
+
+    def __init__(self, **data) -> None:
+        """A bad setting is one line (FitplanError), as everywhere in the API."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidConfigurationError(f"SolverSettings {validation_message(exc)}") from None
 
 
 def min_free_bytes(variable_length: bool) -> int:

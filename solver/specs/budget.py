@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import re
 
-from ..errors import UnknownGpuError
+from ..errors import UnknownGpuError, shown
 from ..units import GB, GIB
 from .gpu import GpuSpec
+from .limits import MAX_GPU_MEMORY_BYTES
 
 FEATURES = ("bf16", "fa2", "bnb")
 DEFAULT_FEATURES = FEATURES
@@ -52,7 +53,7 @@ def _features(text: str | None, name: str) -> tuple[str, ...]:
         elif part in FEATURES:
             chosen.add(part)
         else:
-            raise UnknownGpuError(f"VRAM budget '{name}': unknown feature '{part}'; write features joined with +, "
+            raise UnknownGpuError(f"VRAM budget '{shown(name)}': unknown feature '{shown(part)}'; write features joined with +, "
                                   f"from {', '.join(FEATURES)} (or none, fp16), e.g. 24GiB:bf16+fa2+bnb")
     return tuple(f for f in FEATURES if f in chosen)
 
@@ -71,6 +72,9 @@ def budget_gpu(name: str, reference: GpuSpec) -> GpuSpec:
         raise UnknownGpuError(f"'{name}' is not a VRAM budget: write a size in GiB or GB, e.g. 24GiB or 80GB")
     size, unit, suffix = match.groups()
     unit = "GiB" if unit.lower() == "gib" else "GB"
+    if float(size) * UNITS[unit.lower()] > MAX_GPU_MEMORY_BYTES:
+        raise UnknownGpuError(f"VRAM budget '{shown(name)}' is more than {MAX_GPU_MEMORY_BYTES // GIB:,} GiB per card "
+                              "(14x the largest card, solver/specs/limits.py): give the memory of one card, e.g. 80GB")
     memory = int(float(size) * UNITS[unit.lower()])
     if memory <= 0:
         raise UnknownGpuError(f"VRAM budget '{name}' has no memory: give a size above 0, e.g. 24GiB")

@@ -24,13 +24,26 @@ only non-default keys, so a missing key takes its config class's default (`_DEFA
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from ..errors import ConfigFileError, validation_message
+from ..errors import ConfigFileError, shown, validation_message
+from .files import parse_json_bounded, read_bounded_text
 from .layers import AttentionKind, LayerKind, QkNorm, RouterScoring, runs_from_kinds
+from .limits import (
+    MAX_EXPERTS,
+    MAX_HEAD_DIM,
+    MAX_HEADS,
+    MAX_HIDDEN_SIZE,
+    MAX_INTERMEDIATE_SIZE,
+    MAX_LAYERS,
+    MAX_NAME_CHARS,
+    MAX_POSITIONS,
+    MAX_VOCAB_SIZE,
+)
 from .model import Family, ModelSpec
 from .prequantized import DEQUANTIZED_AT_LOAD, MODELLED_METHODS, Prequantized
 from .vision import vision_params
@@ -126,7 +139,7 @@ def _from_baichuan(cfg: Config) -> dict[str, Any]:
 def _from_chatglm(cfg: Config) -> dict[str, Any]:
     """ChatGLM2/3 (remote code): grouped KV heads, qkv bias, untied output_layer."""
     heads = int(_require(cfg, "num_attention_heads"))
-    kv_heads = int(cfg["multi_query_group_num"]) if cfg.get("multi_query_attention") else heads
+    kv_heads = int(_require(cfg, "multi_query_group_num")) if cfg.get("multi_query_attention") else heads
     hidden = int(_require(cfg, "hidden_size"))
     return dict(
         family=Family.chatglm,
@@ -448,23 +461,91 @@ def quantization_from_config(cfg: Config, file: Path | str) -> Prequantized | No
     return Prequantized(method=method, bits=bits, group_size=group)
 
 
+# The whole numbers the readers take from a config.json (its text_config and vision_config too), with
+# the largest each may be (solver/specs/limits.py). A string, list, float, bool or NaN where one of
+# these goes is refused in one line before any reader does arithmetic with it.
+_POSITIVE_COUNTS = {
+    "hidden_size": MAX_HIDDEN_SIZE, "num_hidden_layers": MAX_LAYERS, "num_layers": MAX_LAYERS,
+    "num_attention_heads": MAX_HEADS, "num_key_value_heads": MAX_HEADS, "multi_query_group_num": MAX_HEADS,
+    "intermediate_size": MAX_INTERMEDIATE_SIZE, "ffn_hidden_size": MAX_INTERMEDIATE_SIZE,
+    "intermediate_size_mlp": MAX_INTERMEDIATE_SIZE, "moe_intermediate_size": MAX_INTERMEDIATE_SIZE,
+    "vocab_size": MAX_VOCAB_SIZE, "padded_vocab_size": MAX_VOCAB_SIZE,
+    "head_dim": MAX_HEAD_DIM, "kv_channels": MAX_HEAD_DIM,
+    "num_experts": MAX_EXPERTS, "num_local_experts": MAX_EXPERTS, "n_routed_experts": MAX_EXPERTS,
+    "num_experts_per_tok": MAX_EXPERTS, "experts_per_token": MAX_EXPERTS,
+    "decoder_sparse_step": MAX_LAYERS, "interleave_moe_layer_step": MAX_LAYERS, "no_rope_layer_interval": MAX_LAYERS,
+    "sliding_window_pattern": MAX_LAYERS, "max_position_embeddings": MAX_POSITIONS, "seq_length": MAX_POSITIONS,
+    "model_max_length": MAX_POSITIONS, "sliding_window": MAX_POSITIONS, "attention_chunk_size": MAX_POSITIONS,
+    "patch_size": MAX_HEAD_DIM, "image_size": MAX_POSITIONS, "num_channels": MAX_HEAD_DIM,
+    "spatial_merge_size": MAX_HEAD_DIM,
+}
+_COUNTS = {  # may be 0
+    "first_k_dense_replace": MAX_LAYERS, "n_shared_experts": MAX_EXPERTS, "q_lora_rank": MAX_HIDDEN_SIZE,
+    "kv_lora_rank": MAX_HIDDEN_SIZE, "qk_nope_head_dim": MAX_HEAD_DIM, "qk_rope_head_dim": MAX_HEAD_DIM,
+    "v_head_dim": MAX_HEAD_DIM, "shared_expert_intermediate_size": MAX_INTERMEDIATE_SIZE,
+    "vision_output_dim": MAX_HIDDEN_SIZE, "projector_input_dim": MAX_INTERMEDIATE_SIZE,
+    "projector_output_dim": MAX_INTERMEDIATE_SIZE,
+}
+_FRACTIONS = ("partial_rotary_factor", "final_logit_softcapping")
+_INDEX_LISTS = ("mlp_only_layers", "moe_layers", "no_rope_layers")
+_NESTED = ("text_config", "vision_config", "rope_parameters")
+
+
+def _count_problem(key: str, value: object, largest: int, smallest: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{key} is {shown(json.dumps(value) if not isinstance(value, str) else repr(value), 40)}, not a whole number"
+    if not smallest <= value <= largest:
+        return f"{key} {value} is outside {smallest}..{largest:,} (solver/specs/limits.py)"
+    return None
+
+
+def number_problems(cfg: Config, where: str = "") -> list[str]:
+    """What is wrong with the numbers of a config.json's keys that the readers use (and those
+    of its nested text/vision configs): each a phrase for a one-line error."""
+    problems = []
+    for key, value in cfg.items():
+        if value is None:
+            continue
+        name = f"{where}{key}"
+        if key in _POSITIVE_COUNTS or key in _COUNTS:
+            largest = _POSITIVE_COUNTS.get(key) or _COUNTS[key]
+            problem = _count_problem(name, value, largest, 1 if key in _POSITIVE_COUNTS else 0)
+        elif key in _FRACTIONS:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            problem = None if ok and 0 <= value <= 1e6 else f"{name} is {shown(value, 40)}, not a finite number"
+        elif key in _INDEX_LISTS:
+            ok = isinstance(value, list) and len(value) <= MAX_LAYERS and all(
+                isinstance(v, int) and (not isinstance(v, bool) or key == "no_rope_layers") for v in value)
+            problem = None if ok else f"{name} must be a list of at most {MAX_LAYERS} layer numbers"
+        elif key == "layer_types":
+            ok = isinstance(value, list) and len(value) <= MAX_LAYERS and all(isinstance(v, str) for v in value)
+            problem = None if ok else f"{name} must be a list of at most {MAX_LAYERS} layer type names"
+        elif key in _NESTED:
+            problem = None if isinstance(value, dict) else f"{name} must be an object"
+            if problem is None:
+                problems += number_problems(value, f"{name}.")
+        elif key == "model_type":
+            problem = None if isinstance(value, str) else f"{name} must be a string"
+        else:
+            problem = None
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def _read_config(path: Path) -> tuple[Config, Path]:
-    file = path / "config.json" if path.is_dir() else path
-    if not file.is_file():
-        raise ConfigFileError(
-            f"no config.json at '{path}': pass a model's config.json or the directory that holds it"
-        )
     try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError(f"cannot read '{file}': {exc}".splitlines()[0]) from exc
-    except json.JSONDecodeError as exc:
+        file = path / "config.json" if path.is_dir() else path
+        found = file.is_file() or file.is_char_device() or file.is_fifo()
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read '{shown(path)}': {exc.strerror or exc}") from None
+    if not found:
         raise ConfigFileError(
-            f"'{file}' is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "download the config.json again"
-        ) from exc
+            f"no config.json at '{shown(path)}': pass a model's config.json or the directory that holds it"
+        )
+    cfg = parse_json_bounded(read_bounded_text(file, "config.json"), file, "model's config.json")
     if not isinstance(cfg, dict):
-        raise ConfigFileError(f"'{file}' holds no JSON object: a Hugging Face config.json is one object")
+        raise ConfigFileError(f"'{shown(file)}' holds no JSON object: a Hugging Face config.json is one object")
     return cfg, file
 
 
@@ -478,7 +559,8 @@ def model_from_config_file(path: Path, *, hf_id: str = "", revision: str = "") -
     """
     cfg, file = _read_config(Path(path))
     stem = file.parent.name if file.name == "config.json" else file.stem
-    name = hf_id or str(cfg.get("_name_or_path") or stem or file.stem)
+    # the name is shown and written into emitted files: its line breaks escaped, its length bounded
+    name = shown(hf_id or str(cfg.get("_name_or_path") or stem or file.stem), MAX_NAME_CHARS)
     where = dict(hf_id=hf_id, revision=revision) if hf_id else dict(local_dir=str(file.parent.resolve()))
     return model_from_config(cfg, name=name, source=str(file), where=where)
 
@@ -486,16 +568,26 @@ def model_from_config_file(path: Path, *, hf_id: str = "", revision: str = "") -
 def model_from_config(cfg: Config, *, name: str, source: str, where: dict | None = None) -> ModelSpec:
     """The `ModelSpec` of a config.json's contents; `source` names where they came from in errors,
     `where` the Hub id / revision or local folder it was read from."""
+    problems = number_problems(cfg)
+    if problems:
+        raise ConfigFileError(f"{shown(source)}: {problems[0]}; check the config.json values")
     model_type = str(cfg.get("model_type", "")).lower()
     if model_type in _NOT_MODELLED:
         raise ConfigFileError(f"{source} is a {model_type} model; fitplan does not model {_NOT_MODELLED[model_type]}")
     if model_type not in _FAMILIES:
-        shown = f"model_type '{cfg['model_type']}'" if cfg.get("model_type") else "no model_type key"
+        found = f"model_type '{shown(cfg['model_type'])}'" if cfg.get("model_type") else "no model_type key"
         raise ConfigFileError(
-            f"{source} has {shown}, for which fitplan has no config.json reader (its layer layout, module "
+            f"{shown(source)} has {found}, for which fitplan has no config.json reader (its layer layout, module "
             f"names and memory terms are unknown here); supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    fields = _FAMILIES[model_type](cfg)
+    try:
+        fields = _FAMILIES[model_type](cfg)
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        if isinstance(exc, ConfigFileError):
+            raise
+        # number_problems checks every key the readers use; this names anything it missed
+        raise ConfigFileError(f"{shown(source)}: a value of this {model_type} config.json cannot be read "
+                              f"({type(exc).__name__}: {shown(exc)}); check the config.json values") from None
     try:
         draft = ModelSpec(name=name, model_type=model_type, official_params=1,
                           official_params_source=_COMPUTED, source=source, **(where or {}),

@@ -29,9 +29,9 @@ from ..errors import ConfigFileError, UnknownModelError
 
 CONFIG_FILE = "config.json"
 
-# ORG/NAME as the Hub spells repository ids (letters, digits, '-', '_', '.'; huggingface_hub
-# validate_repo_id), e.g. Qwen/Qwen3-8B, meta-llama/Llama-3.1-8B-Instruct.
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# ORG/NAME as the Hub spells repository ids (letters, digits, '-', '_', '.', each part 1 to 96
+# characters; huggingface_hub utils/_validators.py validate_repo_id), e.g. Qwen/Qwen3-8B.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub constants._is_true
 
 

@@ -12,6 +12,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from . import limits
 from .layers import DENSE_FULL, AttentionKind, LayerKind, LayerRun, QkNorm, RouterScoring, describe_runs
 from .prequantized import Prequantized
 
@@ -100,13 +101,13 @@ class ModelSpec(BaseModel):
     revision: str = ""  # Hub revision the config.json was read at (Hub ids only)
     model_type: str  # config.json model_type (llama, qwen2, qwen3, mistral, gemma2, phi3, qwen, baichuan, chatglm)
     family: Family
-    hidden_size: int = Field(gt=0)
-    num_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)  # q/k head width (MLA: qk_nope_head_dim + qk_rope_head_dim)
-    intermediate_size: int = Field(gt=0)  # per-branch width of the dense MLP (Qwen1: config value / 2)
-    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, le=limits.MAX_HIDDEN_SIZE)  # bounds: specs/limits.py
+    num_layers: int = Field(gt=0, le=limits.MAX_LAYERS)
+    num_attention_heads: int = Field(gt=0, le=limits.MAX_HEADS)
+    num_kv_heads: int = Field(gt=0, le=limits.MAX_HEADS)
+    head_dim: int = Field(gt=0, le=limits.MAX_HEAD_DIM)  # q/k head width (MLA: qk_nope_head_dim + qk_rope_head_dim)
+    intermediate_size: int = Field(gt=0, le=limits.MAX_INTERMEDIATE_SIZE)  # per-branch width of the dense MLP (Qwen1: config value / 2)
+    vocab_size: int = Field(gt=0, le=limits.MAX_VOCAB_SIZE)
     tie_word_embeddings: bool
     qkv_bias: bool = False
     o_bias: bool = False
@@ -115,10 +116,10 @@ class ModelSpec(BaseModel):
     norms_per_layer: int = 2  # Gemma-2/3 and GLM-4 have 4 (pre/post attention and feed-forward)
     qk_norm: bool = False  # Qwen3: RMSNorm on each head's q and k
     mlp_kind: MlpKind = MlpKind.gated
-    num_experts: int = 0  # routed experts per MoE layer; 0 = dense
-    experts_per_token: int = 0  # top-k
+    num_experts: int = Field(default=0, ge=0, le=limits.MAX_EXPERTS)  # routed experts per MoE layer; 0 = dense
+    experts_per_token: int = Field(default=0, ge=0, le=limits.MAX_EXPERTS)  # top-k
     final_logit_softcapping: float | None = None  # Gemma-2
-    max_position_embeddings: int = Field(default=4096, gt=0)
+    max_position_embeddings: int = Field(default=4096, gt=0, le=limits.MAX_POSITIONS)
     official_params: int = Field(gt=0)  # published parameter count
     official_params_rounded_to: int = Field(default=0, ge=0)  # the published count is rounded ("3.8B": 100_000_000)
     official_params_source: str
@@ -127,8 +128,8 @@ class ModelSpec(BaseModel):
     # ---- layers that are not all alike (specs/layers.py) ----
     layer_runs: tuple[LayerRun, ...] = ()  # in order; () = num_layers equal layers (MoE iff num_experts)
     # ---- MoE (transformers 5: experts fused into 3-D parameters) ----
-    moe_intermediate_size: int = Field(default=0, ge=0)  # one routed expert's width (0: intermediate_size)
-    shared_expert_intermediate_size: int = Field(default=0, ge=0)  # the shared expert's width, 0 = none
+    moe_intermediate_size: int = Field(default=0, ge=0, le=limits.MAX_INTERMEDIATE_SIZE)  # one routed expert's width (0: intermediate_size)
+    shared_expert_intermediate_size: int = Field(default=0, ge=0, le=limits.MAX_INTERMEDIATE_SIZE)  # the shared expert's width, 0 = none
     shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid(Linear(h, 1)) scales the shared expert
     router_scoring: RouterScoring = RouterScoring.softmax
     norm_topk_prob: bool = False  # the top-k weights are renormalized to sum to 1

@@ -94,11 +94,12 @@ def test_bad_files_are_one_line_and_exit_2(tmp_path, capsys, text, needle):
     assert code == 2 and needle in err and err.count("\n") == 1
 
 
-def test_a_file_llamafactory_would_reject_exits_2_after_the_estimate(tmp_path, capsys):
+def test_a_file_llamafactory_would_reject_exits_2_with_only_the_error_line(tmp_path, capsys):
+    # issue 18: a file that cannot start gets its one error line on stderr and no estimate on stdout
     path = tmp_path / "train.yaml"
     path.write_text("model_name_or_path: Qwen/Qwen2.5-0.5B\nlora_rnak: 8\nbf16: true\nper_device_train_batch_size: 1\n")
     code, out, err = run(capsys, "check", str(path), "--gpus", "1xA10")
-    assert code == 2 and "FITS" in out and "lora_rnak" in err
+    assert code == 2 and out == "" and "lora_rnak" in err and err.count("\n") == 1
 
 
 def test_a_missing_file_is_bad_input(tmp_path, capsys):

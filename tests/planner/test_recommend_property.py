@@ -79,6 +79,8 @@ def random_instance(rng: random.Random, min_pins: int) -> Instance:
         pins.pop("offload")
     if pins.get("offload") == "optimizer" and pins.get("method") == "qlora" and pins.get("zero_stage") == 3:
         pins.pop("offload")  # undocumented (problem/rules.py): refused as a pin, never planned
+    if pins.get("offload") == "optimizer" and pins.get("optim") == "adamw_8bit":
+        pins.pop("offload")  # bitsandbytes' optimizer cannot run under CPU offload: refused as a pin (issue 18)
     return Instance(model=load_model(rng.choice(MODELS)), gpus=gpus,
                     workload=Workload(seq_len=rng.choice(SEQS), global_batch=rng.choice(GLOBAL_BATCHES),
                                       packing=rng.random() < 0.5),

@@ -11,7 +11,7 @@ import fitplan
 from fitplan.web.api_bridge import term_label
 from fitplan.web.memory_bar import memory_bar_svg
 from fitplan.web.plots import PlanPoint, curve_summary, pareto_front, runners_up_plot_svg, seq_len_plot_svg
-from fitplan.web.seq_len_sweep import GRANULARITY, seq_len_curves, seq_len_grid, setup_knobs
+from fitplan.web.seq_len_sweep import GRANULARITY, method_knobs, seq_len_curves, seq_len_grid, setup_knobs
 from fitplan.web.svg import nice_ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -60,7 +60,7 @@ def test_the_longest_fitting_length_is_the_last_multiple_of_128_that_estimate_fi
                             budget_bytes=budget)
     assert [c.method for c in curves] == ["full", "lora", "qlora"]
     for curve in curves:
-        knobs = {**setup_knobs(p4_plan.plan), "method": curve.method, "bits": 4 if curve.method == "qlora" else 16}
+        knobs = method_knobs(setup_knobs(p4_plan.plan), curve.method)  # the knobs this method uses (issue 18)
         if curve.method == "qlora":  # the plan's ZeRO-3 + offload is undocumented for a 4-bit base (rules.py)
             assert curve.error and "undocumented" in curve.error and not curve.points
             continue

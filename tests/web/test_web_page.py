@@ -16,7 +16,7 @@ from fitplan.cli.recommend import recommend_command
 from fitplan.web.questions import RecommendQuestion
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
-NOT_ON_THE_PAGE = {"model", "gpus", "as_json", "out", "ask_max_seq_len", "ask_min_gpus"}  # own fields / API only
+NOT_ON_THE_PAGE = {"model", "gpus", "as_json", "out", "force", "ask_max_seq_len", "ask_min_gpus"}  # own fields / API / CLI only
 P4_FORM = {"model": "qwen2.5-7b", "gpu": "P4", "gpu_count": "8", "nodes": "1", "seq_len": "1024", "top": "5",
            "action": "recommend"}
 NO_FILE = {"config_json": ("", b"")}
@@ -50,12 +50,16 @@ def test_the_question_takes_every_recommend_option_with_the_cli_ranges():
         if param.name in NOT_ON_THE_PAGE - {"ask_max_seq_len", "ask_min_gpus"}:
             continue
         field = by_cli_name[_flag_name(param)]
+        bounds = {a: getattr(m, a) for m in field.metadata for a in ("ge", "gt", "le") if hasattr(m, a)}
         if type(param.type).__name__ in ("IntRange", "FloatRange"):
-            bounds = {a: getattr(m, a) for m in field.metadata for a in ("ge", "gt", "le") if hasattr(m, a)}
             if param.type.min is not None:
                 assert bounds.get("gt" if param.type.min_open else "ge") == param.type.min, param.name
             if param.type.max is not None:
                 assert bounds.get("le") == param.type.max, param.name
+        if type(param.type).__name__ in ("BoundedCount", "FiniteFloat"):  # cli/options.py (bounds: specs/limits.py)
+            assert bounds.get("gt" if getattr(param.type, "low_open", False) else "ge") == param.type.low, param.name
+            if "le" in bounds:  # the API refuses beyond the CLI's upper bound whatever the page allows
+                assert bounds["le"] == param.type.high, param.name
         if param.default is not None and isinstance(param.default, (int, float)) and not isinstance(param.default, bool):
             assert field.default == param.default, param.name
 
