@@ -22,8 +22,10 @@ def lora_targets(model: ModelSpec, config: TrainConfig, kind: LayerKind | None =
 
 def lora_params_per_layer(model: ModelSpec, config: TrainConfig, kind: LayerKind | None = None) -> int:
     """LoRA adds A (r x d_in) and B (d_out x r) to each targeted linear (Hu et al. 2021)."""
-    return sum(config.lora_rank * (m.in_features + m.out_features) * m.count
-               for m in lora_targets(model, config, kind))
+    rank, targets = config.lora_rank, config.lora_targets
+    return model.memo(("lora_params_per_layer", rank, targets, kind),
+                      lambda: sum(rank * (m.in_features + m.out_features) * m.count
+                                  for m in model.modules_matching(targets, kind)))
 
 
 def lora_params(model: ModelSpec, config: TrainConfig) -> int:
