@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 
 COLD_COMMAND = ["recommend", "--model", "qwen2.5-7b", "--gpus", "8xP4"]
+COLD_LIGHT_COMMANDS = [["--help"], ["estimate", "--model", "qwen2.5-7b", "--gpus", "1xA100-80G"]]
+# nothing fits: the answer with its explanation (longest length, fewest GPUs, pins dropped)
+INFEASIBLE_QUERIES = [("qwen2.5-7b", "1xP4", 2048, {"method": "full"}),
+                      ("qwen2.5-7b", "1xA10", 2048, {"method": "full", "optim": "adamw"})]
 WARM_QUERIES = [("qwen2.5-7b", "8xP4", 2048), ("qwen2.5-7b", "8xP4", 512), ("qwen2.5-7b", "1xA100-80G", 2048),
                 ("llama-3.1-8b", "8xA100-80G", 4096), ("qwen2.5-1.5b", "1xT4", 1024)]
 SWEEP_MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "llama-3.2-1b", "llama-3.1-8b",
@@ -35,22 +39,39 @@ def fitplan_executable() -> str:
     return str(candidate) if candidate.exists() else "fitplan"
 
 
-def cold_cli_s(repeats: int) -> list[float]:
+def cold_cli_s(repeats: int, command: list[str] = COLD_COMMAND) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([fitplan_executable(), *COLD_COMMAND], capture_output=True, check=False,
+        subprocess.run([fitplan_executable(), *command], capture_output=True, check=False,
                        env={**os.environ, "PYTHONHASHSEED": "0"})
         times.append(time.perf_counter() - start)
     return times
 
 
-def _instance(model: str, gpus: str, seq: int, global_batch: int | None):
-    from fitplan.solver.problem.instance import Instance, Workload
+def _instance(model: str, gpus: str, seq: int, global_batch: int | None, pins: dict | None = None):
+    from fitplan.solver.problem.instance import Instance, Pins, Workload
     from fitplan.solver.specs.catalog import load_model, parse_gpu_set
 
     return Instance(model=load_model(model), gpus=parse_gpu_set(gpus),
-                    workload=Workload(seq_len=seq, global_batch=global_batch))
+                    workload=Workload(seq_len=seq, global_batch=global_batch), pins=Pins(**(pins or {})))
+
+
+def infeasible_latency_s(repeats: int) -> dict[str, float]:
+    """Warm: nothing fits, and recommend explains why (its default)."""
+    from fitplan.solver.planner.recommend import recommend
+
+    result = {}
+    for model, gpus, seq, pins in INFEASIBLE_QUERIES:
+        instance = _instance(model, gpus, seq, None, pins)
+        recommend(instance)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            recommend(instance)
+            times.append(time.perf_counter() - start)
+        result[f"{model} {gpus} seq {seq} {pins}"] = statistics.median(times)
+    return result
 
 
 def warm_latency_s(repeats: int) -> dict[str, float]:
@@ -89,14 +110,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cold = cold_cli_s(args.repeats)
-    print(f"cold CLI `fitplan {' '.join(COLD_COMMAND)}`: median {statistics.median(cold):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in cold)})")
+    for command in (COLD_COMMAND, *COLD_LIGHT_COMMANDS):
+        cold = cold_cli_s(args.repeats, command)
+        print(f"cold CLI `fitplan {' '.join(command)}`: median {statistics.median(cold):.2f} s "
+              f"(runs: {', '.join(f'{t:.2f}' for t in cold)})")
     for query, seconds in warm_latency_s(args.repeats).items():
         print(f"warm recommend, {query}: {seconds * 1000:.0f} ms")
+    for query, seconds in infeasible_latency_s(args.repeats).items():
+        print(f"warm recommend, nothing fits, explained, {query}: {seconds * 1000:.0f} ms")
     total, times, plans = sweep_s(args.queries)
+    p95 = sorted(times)[min(len(times) - 1, int(0.95 * len(times)))]
     print(f"sweep of {args.queries} queries: {total:.1f} s total, median {statistics.median(times) * 1000:.0f} ms, "
-          f"worst {max(times) * 1000:.0f} ms, {plans} with a plan")
+          f"p95 {p95 * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms, {plans} with a plan")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def lora_params_per_layer(model: ModelSpec, config: TrainConfig, kind: LayerKind
 
 def lora_params(model: ModelSpec, config: TrainConfig) -> int:
     """All layers' adapters, summed over the layer kinds."""
-    return sum(count * lora_params_per_layer(model, config, kind) for kind, count in model.layer_kinds())
+    return model.memo(("lora_params", config.lora_rank, config.lora_targets),
+                      lambda: sum(count * lora_params_per_layer(model, config, kind)
+                                  for kind, count in model.layer_kinds()))
 
 
 def last_layers_params(model: ModelSpec, n: int) -> int:
@@ -50,6 +52,12 @@ def trainable_params(model: ModelSpec, config: TrainConfig) -> int:
     and projector frozen under full fine-tuning too (freeze_vision_tower, freeze_multi_modal_projector);
     BAdam trains its active block, one decoder layer at a time (the largest, for memory); DoRA adds
     one magnitude per adapted output feature (peft `dora.py:64`)."""
+    key = ("trainable_params", config.method, config.memory_optimizer, config.freeze_layers, config.dora,
+           config.lora_rank, config.lora_targets)  # every field read below
+    return model.memo(key, lambda: _trainable_params(model, config))
+
+
+def _trainable_params(model: ModelSpec, config: TrainConfig) -> int:
     if config.method == Method.full and config.memory_optimizer.value == "badam":
         return model.largest_layer_params()
     if config.method == Method.full:

@@ -202,12 +202,22 @@ class SearchSpace:
         return [(liger, packing, memory) for memory in memories for packing in self.packings for liger in self.ligers]
 
     def config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
-        """The full configuration of one candidate (validated once: the candidate builder asks for
-        each several times; TrainConfig is frozen)."""
+        """The full configuration of one candidate, validated once per combination (the candidate
+        builder asks for each several times; TrainConfig is frozen)."""
         configs = self.__dict__.setdefault("_config_memo", {})
         key = (knobs, split)
         if key not in configs:
-            configs[key] = self._config(knobs, split)
+            first = configs.get(knobs)
+            neat = dict(self.data_shape).get("neat_packing", False)
+            if first is None or split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat,
+                                               attn=knobs.attn, micro_batch=split.micro_batch,
+                                               grad_accum=split.grad_accum):
+                configs[key] = self._config(knobs, split)  # validated (raises what TrainConfig raises)
+            else:  # the combination's validated configuration with another split: what validation
+                # reads of a split is split_problems, just asked
+                configs[key] = first.model_copy(update={"micro_batch": split.micro_batch,
+                                                        "grad_accum": split.grad_accum})
+            configs.setdefault(knobs, configs[key])
         return configs[key]
 
     def _config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:

@@ -427,10 +427,12 @@ class ModelSpec(BaseModel):
                 + self.expert_params(kind))
 
     def decoder_params(self) -> int:
-        return sum(count * self.layer_params(kind) for kind, count in self.layer_kinds())
+        return self.memo(("decoder_params",),
+                         lambda: sum(count * self.layer_params(kind) for kind, count in self.layer_kinds()))
 
     def largest_layer_params(self) -> int:
-        return max(self.layer_params(kind) for kind, _ in self.layer_kinds())
+        return self.memo(("largest_layer_params",),
+                         lambda: max(self.layer_params(kind) for kind, _ in self.layer_kinds()))
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
@@ -447,7 +449,7 @@ class ModelSpec(BaseModel):
     def total_params(self) -> int:
         """Parameter count computed from the architecture (checked against `official_params`):
         every expert, and a multimodal model's vision tower and projector."""
-        return self.text_params() + self.vision_params
+        return self.memo(("total_params",), lambda: self.text_params() + self.vision_params)
 
     def expert_params_total(self) -> int:
         return sum(count * self.expert_params(kind) for kind, count in self.layer_kinds())
