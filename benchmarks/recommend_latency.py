@@ -57,37 +57,28 @@ def _instance(model: str, gpus: str, seq: int, global_batch: int | None, pins: d
                     workload=Workload(seq_len=seq, global_batch=global_batch), pins=Pins(**(pins or {})))
 
 
-def infeasible_latency_s(repeats: int) -> dict[str, float]:
-    """Warm: nothing fits, and recommend explains why (its default)."""
+def _median_warm_s(instance, repeats: int) -> float:
+    """Median seconds of `recommend(instance)` after one untimed call (caches and imports warm)."""
     from fitplan.solver.planner.recommend import recommend
 
-    result = {}
-    for model, gpus, seq, pins in INFEASIBLE_QUERIES:
-        instance = _instance(model, gpus, seq, None, pins)
+    recommend(instance)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
         recommend(instance)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            recommend(instance)
-            times.append(time.perf_counter() - start)
-        result[f"{model} {gpus} seq {seq} {pins}"] = statistics.median(times)
-    return result
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def warm_latency_s(repeats: int) -> dict[str, float]:
-    from fitplan.solver.planner.recommend import recommend
+    return {f"{model} {gpus} seq {seq}": _median_warm_s(_instance(model, gpus, seq, None), repeats)
+            for model, gpus, seq in WARM_QUERIES}
 
-    result = {}
-    for model, gpus, seq in WARM_QUERIES:
-        instance = _instance(model, gpus, seq, None)
-        recommend(instance)  # warm caches and imports
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            recommend(instance)
-            times.append(time.perf_counter() - start)
-        result[f"{model} {gpus} seq {seq}"] = statistics.median(times)
-    return result
+
+def infeasible_latency_s(repeats: int) -> dict[str, float]:
+    """Warm: nothing fits, and recommend explains why (its default)."""
+    return {f"{model} {gpus} seq {seq} {pins}": _median_warm_s(_instance(model, gpus, seq, None, pins), repeats)
+            for model, gpus, seq, pins in INFEASIBLE_QUERIES}
 
 
 def sweep_s(queries: int) -> tuple[float, list[float], int]:

@@ -30,10 +30,10 @@ MODELS = ["qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "qwen2.5
           "llama-3.1-8b", "mistral-7b", "qwen2.5-14b", "qwen2.5-32b", "llama-3.1-70b", "qwen2.5-72b"]
 GPUS = ["P4", "T4", "V100-32G", "A10", "L4", "RTX4090", "A100-40G", "A100-80G", "H100"]
 # (nodes, GPUs per node): 1 to 64 GPUs
-SHAPES = [(1, 1), (1, 1), (1, 1), (1, 2), (1, 2), (1, 4), (1, 4), (1, 8), (2, 4), (2, 8), (8, 8)]
+SHAPES = [(1, 1), (1, 1), (1, 1), (1, 1), (1, 2), (1, 2), (1, 4), (1, 8), (2, 4), (2, 8), (8, 8)]
 SEQS = [256, 512, 1024, 2048, 4096]
 GLOBAL_BATCHES = [None, 4, 8, 16]  # None: 8 per GPU of the set
-LARGE_SET_GLOBAL_BATCHES = [8, 16, 32]  # above 8 GPUs (the default 8 per GPU makes ~50,000 options)
+LARGE_SET_GLOBAL_BATCHES = [8, 16]  # above 8 GPUs (the default 8 per GPU makes ~50,000 options)
 PIN_CHOICES = {
     "method": ["full", "lora", "qlora"],
     "lora_rank": [8, 64],
