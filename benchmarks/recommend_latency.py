@@ -6,7 +6,32 @@ solve, print), warm per-query latency in one process, and a 1,000-query sweep.
 
 The sweep draws its queries from a fixed seed (models x GPU sets x seq x global batch), asks
 each for the best plan without an explanation of infeasibility (what a sweep needs), and
-reports the total and the per-query median and worst."""
+reports the total and the per-query median, p95 and worst.
+
+Issue 18, measured on the 2-core development machine while other jobs shared it (so absolute
+figures are noisy: compare within a round). Runs alternated in one session, two rounds of
+`--queries 200 --repeats 3`, before = 6272f8d (a copy of that tree with its own venv), after = the
+speed branch; round 1 | round 2:
+
+| figure | before | after |
+| --- | --- | --- |
+| cold `fitplan --help` | 1.66 s, 1.49 s | 0.10 s, 0.06 s |
+| cold `fitplan estimate --model qwen2.5-7b --gpus 1xA100-80G` | 1.48 s, 0.90 s | 0.55 s, 0.29 s |
+| cold `fitplan recommend --model qwen2.5-7b --gpus 8xP4` | 2.16 s, 2.33 s | 1.70 s, 0.98 s |
+| warm qwen2.5-7b 8xP4 seq 2048 | 465 ms, 797 ms | 221 ms, 101 ms |
+| warm qwen2.5-7b 8xP4 seq 512 | 1295 ms, 1223 ms | 289 ms, 168 ms |
+| warm llama-3.1-8b 8xA100-80G seq 4096 | 1407 ms, 2370 ms | 780 ms, 479 ms |
+| warm, nothing fits, explained: qwen2.5-7b 1xP4 --method full | 2952 ms, 4100 ms | 2279 ms, 1192 ms |
+| warm, nothing fits, explained: qwen2.5-7b 1xA10 --method full --optim adamw | 537 ms, 661 ms | 758 ms, 338 ms |
+| 200-query sweep: total | 170.8 s, 142.0 s | 86.2 s, 52.4 s |
+| 200-query sweep: median / p95 per query | 611 / 2279 ms, 525 / 1955 ms | 377 / 1012 ms, 227 / 647 ms |
+
+What is left (issue 18's goals are not all met): a warm unpinned query still prices every knob
+combination's speed and evaluates memory for the combinations that can still be chosen (about
+0.5 ms each); an infeasible query's explanation asks `fits_somewhere` for every GPU count up to
+64 (`questions.min_gpus`), which cannot bisect without changing answers: whether a count fits
+is not monotone (NCCL's buffers grow with the peers, a pinned global batch must divide by the
+count)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ GPUS = ["P4", "T4", "V100-32G", "A10", "L4", "RTX4090", "A100-40G", "A100-80G", 
 SHAPES = [(1, 1), (1, 1), (1, 1), (1, 1), (1, 2), (1, 2), (1, 4), (1, 8), (2, 4), (2, 8), (8, 8)]
 SEQS = [256, 512, 1024, 2048, 4096]
 GLOBAL_BATCHES = [None, 4, 8, 16]  # None: 8 per GPU of the set
-LARGE_SET_GLOBAL_BATCHES = [8, 16]  # above 8 GPUs (the default 8 per GPU makes ~50,000 options)
+LARGE_SET_GLOBAL_BATCHES = [4, 8, 16]  # above 2 GPUs (the default, 8 per GPU, makes 5,000-50,000 options)
 PIN_CHOICES = {
     "method": ["full", "lora", "qlora"],
     "lora_rank": [8, 64],
@@ -59,7 +59,7 @@ def random_instance(rng: random.Random) -> Instance:
         pins.pop("liger")  # a pin the GPU rules out is bad input, not a query
     return Instance(model=load_model(rng.choice(MODELS)), gpus=gpus,
                     workload=Workload(seq_len=rng.choice(SEQS), global_batch=rng.choice(
-                        GLOBAL_BATCHES if gpus.total_gpus <= 8 else LARGE_SET_GLOBAL_BATCHES)),
+                        GLOBAL_BATCHES if gpus.total_gpus <= 2 else LARGE_SET_GLOBAL_BATCHES)),
                     pins=Pins(**pins))
 
 
