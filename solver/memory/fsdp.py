@@ -103,6 +103,29 @@ def layer_trainable_params(model: ModelSpec, config: TrainConfig, index: int) ->
     return model.layer_params() if index >= model.num_layers - trained else 0
 
 
+def trainable_params_in_layers(model: ModelSpec, config: TrainConfig, layers: range) -> int:
+    """Trainable parameters of these decoder layers, summed: every layer trains alike but under
+    freeze, which trains the last `freeze_layers` (an integer closed form of the per-layer sum)."""
+    layers = range(max(layers.start, 0), min(layers.stop, model.num_layers))
+    if not layers:
+        return 0
+    if config.method != Method.freeze:
+        return len(layers) * layer_trainable_params(model, config, layers.start)
+    first_trained = model.num_layers - min(config.freeze_layers, model.num_layers)
+    trained = len(range(max(layers.start, first_trained), layers.stop))
+    return trained * layer_trainable_params(model, config, model.num_layers - 1)
+
+
+def gathered_layers_bytes(model: ModelSpec, config: TrainConfig) -> float:
+    """Every decoder layer as FSDP gathers it, summed first to last (speed/fsdp.py): a layer's bytes
+    depend on its index only through whether freeze trains it, so two values are computed."""
+    n_layers = model.num_layers
+    first_trained = n_layers - min(config.freeze_layers, n_layers) if config.method == Method.freeze else 0
+    frozen = gathered_layer_bytes(model, config, 0)
+    trained = gathered_layer_bytes(model, config, n_layers - 1)
+    return sum(trained if k >= first_trained else frozen for k in range(n_layers))
+
+
 def _layer_frozen_bytes(model: ModelSpec, config: TrainConfig, index: int) -> float:
     """A layer's frozen base as stored (16-bit, or NF4 packed at 4 bits per weight)."""
     if layer_trainable_params(model, config, index) and not config.uses_lora:
@@ -202,7 +225,7 @@ def _largest_trainable_matrix(model: ModelSpec, config: TrainConfig) -> int:
     if config.uses_lora:
         targets = model.modules_matching(config.lora_targets)
         return max(config.lora_rank * max(m.in_features, m.out_features) for m in targets)
-    if not any(layer_trainable_params(model, config, k) for k in range(model.num_layers)):
+    if not trainable_params_in_layers(model, config, range(model.num_layers)):
         return 0
     return max(m.in_features * m.out_features for m in model.linear_modules())
 
@@ -212,7 +235,7 @@ def _sharded_grad_bytes(model: ModelSpec, config: TrainConfig, layers: range, ns
     """fp32 sharded gradients of these layers (and the root) after their reduce-scatter."""
     if config.offload == Offload.all:
         return 0.0  # copied to the host right after the reduce-scatter
-    t = sum(layer_trainable_params(model, config, k) for k in layers)
+    t = trainable_params_in_layers(model, config, layers)
     if root:
         t += _root_trainable(model, config)
     return FP32_BYTES * t / ns
@@ -305,7 +328,7 @@ def fsdp_moments(model: ModelSpec, config: TrainConfig, dense: list[Moment], sta
         """The larger of a no_sync micro-step (every gradient kept whole) and the last one, where
         the layers after k have been reduced: their gradients are fp32 shards now, and (FSDP2) the
         reduce-scatter input of layer k+1 is kept."""
-        reduced = sum(grads16(j) for j in range(k + 1, n_layers))
+        reduced = HALF_BYTES * trainable_params_in_layers(model, config, range(k + 1, n_layers))
         kept_input = grads16(k + 1) if v2 else 0.0
         if shards_after(k) + kept_input > reduced:
             t[Term.unsharded_grads] -= reduced
@@ -433,12 +456,13 @@ def _activations_before_layer(model: ModelSpec, config: TrainConfig, index: int)
     (still referenced until its backward ends) and the rotary cache."""
     roles = layer_roles(model, config)
     if config.grad_ckpt:
-        per = sum(checkpoint_bytes_per_token(model, config) for r in roles[:index + 1]
-                  if r != LayerRole.frozen_no_grad)
+        saved = checkpoint_bytes_per_token(model, config)
+        per = sum(saved for r in roles[:index + 1] if r != LayerRole.frozen_no_grad)
     else:
         # + layer `index`'s input norm, whose fp32 input and rsqrt its backward reads last (FSDP2
         # trace, llama-shaped full, no checkpointing, s48 b2: +4h + 2 per token)
-        per = sum(layer_bytes_per_token(model, config, r) for r in roles[:index])
+        each = {r: layer_bytes_per_token(model, config, r) for r in set(roles[:index])}
+        per = sum(each[r] for r in roles[:index])
         per += FP32_BYTES * model.hidden_size + RMSNORM_SAVED_SCALAR_BYTES
     return per_token(per, config.seq_len) + fixed(rope_cache_bytes(model, config))
 

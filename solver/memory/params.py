@@ -22,13 +22,17 @@ def lora_targets(model: ModelSpec, config: TrainConfig, kind: LayerKind | None =
 
 def lora_params_per_layer(model: ModelSpec, config: TrainConfig, kind: LayerKind | None = None) -> int:
     """LoRA adds A (r x d_in) and B (d_out x r) to each targeted linear (Hu et al. 2021)."""
-    return sum(config.lora_rank * (m.in_features + m.out_features) * m.count
-               for m in lora_targets(model, config, kind))
+    rank, targets = config.lora_rank, config.lora_targets
+    return model.memo(("lora_params_per_layer", rank, targets, kind),
+                      lambda: sum(rank * (m.in_features + m.out_features) * m.count
+                                  for m in model.modules_matching(targets, kind)))
 
 
 def lora_params(model: ModelSpec, config: TrainConfig) -> int:
     """All layers' adapters, summed over the layer kinds."""
-    return sum(count * lora_params_per_layer(model, config, kind) for kind, count in model.layer_kinds())
+    return model.memo(("lora_params", config.lora_rank, config.lora_targets),
+                      lambda: sum(count * lora_params_per_layer(model, config, kind)
+                                  for kind, count in model.layer_kinds()))
 
 
 def last_layers_params(model: ModelSpec, n: int) -> int:
@@ -48,6 +52,12 @@ def trainable_params(model: ModelSpec, config: TrainConfig) -> int:
     and projector frozen under full fine-tuning too (freeze_vision_tower, freeze_multi_modal_projector);
     BAdam trains its active block, one decoder layer at a time (the largest, for memory); DoRA adds
     one magnitude per adapted output feature (peft `dora.py:64`)."""
+    key = ("trainable_params", config.method, config.memory_optimizer, config.freeze_layers, config.dora,
+           config.lora_rank, config.lora_targets)  # every field read below
+    return model.memo(key, lambda: _trainable_params(model, config))
+
+
+def _trainable_params(model: ModelSpec, config: TrainConfig) -> int:
     if config.method == Method.full and config.memory_optimizer.value == "badam":
         return model.largest_layer_params()
     if config.method == Method.full:

@@ -127,6 +127,14 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
     # bounded by itself.
     shape = dict(space.data_shape)
     unpadded_one = not shape.get("packing") and (shape.get("mean_sample_len") or space.seq_len) < space.seq_len
+    tokens_per_s: dict[tuple[Knobs, BatchSplit], float] = {}  # the bound's speeds, asked again for the tables
+
+    def speed_of(knobs: Knobs, split: BatchSplit) -> float:
+        key = (knobs, split)
+        if key not in tokens_per_s:
+            tokens_per_s[key] = step_time(model, gpus, space.config(knobs, split)).tokens_per_s
+        return tokens_per_s[key]
+
     speeds: list[tuple[int, Knobs]] = []
     for knobs in combos:
         allowed = space.splits_allowed(knobs)
@@ -134,7 +142,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
             ends = {max(allowed, key=lambda s: s.micro_batch)}
             if unpadded_one and not knobs.packing:
                 ends.add(min(allowed, key=lambda s: s.micro_batch))
-            best = max(step_time(model, gpus, space.config(knobs, split)).tokens_per_s for split in ends)
+            best = max(speed_of(knobs, split) for split in ends)
             speeds.append((speed_units(best), knobs))
     speeds.sort(key=lambda item: (-item[0], order[item[1]]))
 
@@ -184,8 +192,7 @@ def build_candidates(instance: Instance, settings: SolverSettings, *, prune: boo
         for accumulating, splits in groups(knobs):
             group = []
             for split in splits:
-                config = space.config(knobs, split)
-                group.append((split, config, speed_units(step_time(model, gpus, config).tokens_per_s)))
+                group.append((split, space.config(knobs, split), speed_units(speed_of(knobs, split))))
             required, host = memory_of(knobs, accumulating, group[0][1])
             tables.append(KnobTable(knobs=knobs, required=required, host_ram_bytes=host,
                                     options=tuple(SplitOption(split, units) for split, _, units in group)))

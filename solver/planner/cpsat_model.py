@@ -25,14 +25,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ortools.sat.python import cp_model
 from pydantic import BaseModel, ConfigDict
 
 from ..memory.terms import Affine
 from .search_space import BatchSplit, Knobs
 
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
 log = logging.getLogger(__name__)
+
+
+def ortools_cp_model():
+    """OR-Tools' CP-SAT module, imported when a model is first built: it takes 0.4 s and pulls in
+    numpy and pandas, which commands that never solve (--help, estimate, models) need not pay."""
+    from ortools.sat.python import cp_model
+
+    return cp_model
 
 KNOB_FIELDS = ("method", "bits", "lora_rank", "grad_ckpt", "attn", "zero_stage", "offload", "optim", "precision",
                "n_gpus")
@@ -66,6 +77,7 @@ class Variables:
 
 
 def new_variables(model: cp_model.CpModel, tables: list[KnobTable]) -> Variables:
+    cp_model = ortools_cp_model()
     v = Variables()
     micro_batches = sorted({o.split.micro_batch for t in tables for o in t.options}) or [1]
     v.micro_batch = model.NewIntVarFromDomain(cp_model.Domain.FromValues(micro_batches), "micro_batch")
@@ -124,12 +136,14 @@ def add_knob_values(model: cp_model.CpModel, v: Variables, tables: list[KnobTabl
 
 
 def speed_expression(v: Variables, tables: list[KnobTable]) -> cp_model.LinearExpr:
+    cp_model = ortools_cp_model()
     return cp_model.LinearExpr.WeightedSum(
         [v.pick[k][j] for k, t in enumerate(tables) for j in range(len(t.options))],
         [o.speed_units for t in tables for o in t.options])
 
 
 def quality_expression(v: Variables, tables: list[KnobTable]) -> cp_model.LinearExpr:
+    cp_model = ortools_cp_model()
     return cp_model.LinearExpr.WeightedSum(
         [v.pick[k][j] for k, t in enumerate(tables) for j in range(len(t.options))],
         [o.quality_rank for t in tables for o in t.options])
@@ -138,6 +152,7 @@ def quality_expression(v: Variables, tables: list[KnobTable]) -> cp_model.Linear
 def build_model(tables: list[KnobTable], budget_bytes: int, host_ram_bytes: int, *,
                 knob_values: bool = False) -> tuple[cp_model.CpModel, Variables]:
     """The whole model without an objective (`knob_values`: also the knob-value literals)."""
+    cp_model = ortools_cp_model()
     model = cp_model.CpModel()
     v = new_variables(model, tables)
     add_one_plan(model, v)
@@ -168,6 +183,7 @@ class Solution(BaseModel):
 
 
 def new_solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
+    cp_model = ortools_cp_model()
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = workers
@@ -195,6 +211,7 @@ def solve_plan(model: cp_model.CpModel, v: Variables, tables: list[KnobTable], *
                time_limit_s: float, workers: int, excluded: tuple[int, ...] = ()) -> Solution | None:
     """Fastest plan, then the best quality within `tolerance` of that speed, leaving out the
     combinations (table indices) in `excluded`. None if infeasible."""
+    cp_model = ortools_cp_model()
     leave_out = [v.choose[k].Not() for k in excluded]
     solver = new_solver(time_limit_s, workers)
     model.Maximize(speed_expression(v, tables))
@@ -244,6 +261,7 @@ def conflicting_assumptions(model: cp_model.CpModel, assumptions: list, time_lim
                             workers: int) -> list[int] | None:
     """Indices of a subset of the assumption literals that cannot hold together (CP-SAT's
     sufficient assumptions for infeasibility); None when they can, or nothing was proved."""
+    cp_model = ortools_cp_model()
     model.ClearObjective()
     solver = new_solver(time_limit_s, workers)
     status = _solve(model, solver, assumptions)

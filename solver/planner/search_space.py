@@ -30,6 +30,7 @@ is left out here is left out of both. What is left out when not pinned, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..problem.cautions import fp16_overflow, sdpa_drops_softcapping, slow_int8
 from ..problem.config import TrainConfig
@@ -52,6 +53,7 @@ from ..problem.rules import (
     bits_allowed,
     combination_problems,
     fp32_experts_problem,
+    gpu_count_launchable,
     liger_allowed,
     memory_optimizer_problems,
     precision_allowed,
@@ -148,10 +150,17 @@ class SearchSpace:
     def splits_allowed(self, knobs: "Knobs") -> tuple[BatchSplit, ...]:
         """This combination's splits that its levers allow (layer-wise GaLore / APOLLO: no
         accumulation; neat packing under FA2: micro batch 1; problem/rules.py split_problems)."""
+        allowed = self.__dict__.setdefault("_splits_allowed_memo", {})
+        if knobs not in allowed:
+            allowed[knobs] = self._splits_allowed(knobs)
+        return allowed[knobs]
+
+    def _splits_allowed(self, knobs: "Knobs") -> tuple[BatchSplit, ...]:
         neat = dict(self.data_shape).get("neat_packing", False)
         return tuple(s for s in self.splits_for(knobs.n_gpus)
                      if not split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat, attn=knobs.attn,
                                            micro_batch=s.micro_batch, grad_accum=s.grad_accum))
+
     def engines(self) -> list[tuple[int, FsdpStrategy | None, int, Offload]]:
         """(ZeRO stage, FSDP strategy, FSDP version, offload): DDP/DeepSpeed first, then FSDP."""
         plain = [(stage, None, DEFAULT_FSDP_VERSION, offload) for stage, offload in self.zero_offloads]
@@ -160,6 +169,12 @@ class SearchSpace:
 
     def knob_combinations(self) -> list[Knobs]:
         """Every combination LLaMA-Factory and the hardware accept, in a fixed order."""
+        return list(self._combinations)
+
+    @cached_property
+    def _combinations(self) -> tuple[Knobs, ...]:
+        """knob_combinations, enumerated once per space (the candidate builder, the leanest
+        optimizers and the questions each ask)."""
         result = []
         for n in self.n_gpus_values:
             for method, bits in self.methods:
@@ -180,14 +195,32 @@ class SearchSpace:
                                             fp32_experts = (method, stage, precision) in self.excluded and strategy is None
                                             if combination_allowed(knobs, dict(self.fixed_levers)) and not fp32_experts:
                                                 result.append(knobs)
-        return result
+        return tuple(result)
 
     def _lever_values(self, method: Method) -> list[tuple[bool, bool, MemoryOptimizer]]:
         memories = self.memory_optimizers if method == Method.full else (MemoryOptimizer.none,)
         return [(liger, packing, memory) for memory in memories for packing in self.packings for liger in self.ligers]
 
     def config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
-        """The full configuration of one candidate (validated)."""
+        """The full configuration of one candidate, validated once per combination (the candidate
+        builder asks for each several times; TrainConfig is frozen)."""
+        configs = self.__dict__.setdefault("_config_memo", {})
+        key = (knobs, split)
+        if key not in configs:
+            first = configs.get(knobs)
+            neat = dict(self.data_shape).get("neat_packing", False)
+            if first is None or split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat,
+                                               attn=knobs.attn, micro_batch=split.micro_batch,
+                                               grad_accum=split.grad_accum):
+                configs[key] = self._config(knobs, split)  # validated (raises what TrainConfig raises)
+            else:  # the combination's validated configuration with another split: what validation
+                # reads of a split is split_problems, just asked
+                configs[key] = first.model_copy(update={"micro_batch": split.micro_batch,
+                                                        "grad_accum": split.grad_accum})
+            configs.setdefault(knobs, configs[key])
+        return configs[key]
+
+    def _config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
         data = dict(self.data_shape)
         data["packing"] = data.get("packing", False) or knobs.packing
         return TrainConfig(method=knobs.method, bits=knobs.bits, lora_rank=knobs.lora_rank,
@@ -231,7 +264,17 @@ def default_global_batch(gpus: GpuSet) -> int:
 
 
 def _divisors(value: int) -> list[int]:
-    return [d for d in range(1, value + 1) if value % d == 0]
+    """Every divisor of `value`, ascending, from the pairs (d, value // d) with d <= sqrt(value):
+    a --global-batch of 10^12 takes a million steps, not 10^12."""
+    small, large = [], []
+    d = 1
+    while d * d <= value:
+        if value % d == 0:
+            small.append(d)
+            if d * d != value:
+                large.append(value // d)
+        d += 1
+    return small + large[::-1]
 
 
 def batch_splits(instance: Instance) -> tuple[tuple[BatchSplit, ...], int | None]:
@@ -239,10 +282,12 @@ def batch_splits(instance: Instance) -> tuple[tuple[BatchSplit, ...], int | None
 
     With a global batch (given, or the default of 8 per GPU of the set), the product must equal it
     exactly: n_gpus must divide it. Without one but with --grad-accum pinned, the global batch is
-    free and the micro batch ranges over FREE_MICRO_BATCHES."""
+    free and the micro batch ranges over FREE_MICRO_BATCHES. A free GPU count is one node's or
+    whole nodes (problem/rules.py gpu_count_launchable)."""
     pins = instance.pins
     total = instance.gpus.total_gpus
-    n_values = [pins.n_gpus] if pins.n_gpus is not None else list(range(1, total + 1))
+    n_values = [pins.n_gpus] if pins.n_gpus is not None else \
+        [n for n in range(1, total + 1) if gpu_count_launchable(instance.gpus, n)]
     global_batch = instance.workload.global_batch
     if global_batch is None and pins.grad_accum is not None:
         micro = [pins.micro_batch] if pins.micro_batch is not None else list(FREE_MICRO_BATCHES)

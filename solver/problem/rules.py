@@ -258,6 +258,14 @@ def liger_allowed(gpus: GpuSet) -> bool:
     return cc is None or cc >= LIGER_MIN_COMPUTE_CAPABILITY
 
 
+def gpu_count_launchable(gpus: GpuSet, n_gpus: int) -> bool:
+    """Whether the search may plan `n_gpus` of this set: GPUs of one node, or whole nodes. A
+    multi-node launch starts the same number of processes on every node (torchrun, deepspeed and
+    accelerate take one --nproc_per_node / --num_processes per node count), and the speed and host
+    RAM models count a node's GPUs as the set's; 9 GPUs of 2x8 is neither (issue 18)."""
+    return n_gpus <= gpus.gpus_per_node or n_gpus % gpus.gpus_per_node == 0
+
+
 def hardware_problems(gpus: GpuSet, *, precision: Precision | None = None, attn: Attention | None = None,
                       bits: int | None = None, n_gpus: int | None = None, liger: bool | None = None) -> list[str]:
     """Every reason these knob values (None = not asked) cannot run on this GPU set."""

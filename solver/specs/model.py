@@ -151,10 +151,10 @@ class ModelSpec(BaseModel):
     # ---- what else the checkpoint holds ----
     vision_params: int = Field(default=0, ge=0)  # frozen vision tower + projector (Gemma-3, Mistral-3)
 
-    # linear_modules() is asked thousands of times per recommend query; the spec is frozen, so
-    # its modules are built once per layer kind.
-    _linear_modules: dict | None = PrivateAttr(default=None)
-    _kinds: tuple | None = PrivateAttr(default=None)
+    # The per-layer tables (runs, layer kinds, linear modules, LoRA target lists, parameters per
+    # layer kind) are asked hundreds of thousands of times per recommend query; the spec is frozen,
+    # so each is computed once, keyed by its arguments. model_copy starts a copy with none.
+    _cache: dict | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelSpec":
@@ -180,6 +180,30 @@ class ModelSpec(BaseModel):
             raise ValueError("chunked-attention layers need attention_chunk_size")
         return self
 
+    def memo(self, key: tuple, compute):
+        """`compute()`, once per `key` for this spec: the tables derived from a frozen architecture
+        (per layer kind, per LoRA target list), which the search asks for hundreds of thousands of
+        times per query."""
+        cache = self.__pydantic_private__
+        table = cache.get("_cache")
+        if table is None:
+            table = cache["_cache"] = {}
+        if key not in table:
+            table[key] = compute()
+        return table[key]
+
+    def model_copy(self, *, update=None, deep: bool = False) -> "ModelSpec":
+        """pydantic's copy, without the per-layer tables: an update may change the architecture."""
+        copied = super().model_copy(update=update, deep=deep)
+        object.__setattr__(copied, "__pydantic_private__", {"_cache": None})
+        return copied
+
+    def __eq__(self, other: object) -> bool:
+        """Equal architecture and names; the per-layer tables computed so far do not count."""
+        if not isinstance(other, ModelSpec):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
     @property
     def model_name_or_path(self) -> str:
         """What LLaMA-Factory's `model_name_or_path` should say: the folder of a config.json given
@@ -198,18 +222,19 @@ class ModelSpec(BaseModel):
         """The decoder layers as runs of equal kinds, first to last."""
         if self.layer_runs:
             return self.layer_runs
-        return (LayerRun(kind=LayerKind(moe=self.num_experts > 0), count=self.num_layers),)
+        return self.memo(("runs",), lambda: (LayerRun(kind=LayerKind(moe=self.num_experts > 0),
+                                                          count=self.num_layers),))
 
     def layer_kinds(self) -> tuple[tuple[LayerKind, int], ...]:
         """Each distinct layer kind with how many layers have it (first appearance order): what
         every per-layer sum goes over."""
-        cache = self.__pydantic_private__
-        if cache.get("_kinds") is None:
+        def kinds() -> tuple[tuple[LayerKind, int], ...]:
             counts: dict[LayerKind, int] = {}
             for run in self.runs():
                 counts[run.kind] = counts.get(run.kind, 0) + run.count
-            cache["_kinds"] = tuple(counts.items())
-        return cache["_kinds"]
+            return tuple(counts.items())
+
+        return self.memo(("kinds",), kinds)
 
     @property
     def first_layer_kind(self) -> LayerKind:
@@ -266,14 +291,10 @@ class ModelSpec(BaseModel):
     def linear_modules(self, kind: LayerKind | None = None) -> list[LinearModule]:
         """The linear layers of one decoder layer of `kind` (default: the first layer's), named as
         the family's modelling code names them."""
-        kind = kind or self.first_layer_kind
-        cache = self.__pydantic_private__
-        if cache.get("_linear_modules") is None:
-            cache["_linear_modules"] = {}
-        modules = cache["_linear_modules"]
-        if kind not in modules:
-            modules[kind] = tuple(self._build_linear_modules(kind))
-        return list(modules[kind])
+        return list(self._linear_modules(kind))
+
+    def _linear_modules(self, kind: LayerKind | None) -> tuple[LinearModule, ...]:
+        return self.memo(("linear", kind), lambda: tuple(self._build_linear_modules(kind or self.first_layer_kind)))
 
     def _build_linear_modules(self, kind: LayerKind) -> list[LinearModule]:
         h, q, kv, i = self.hidden_size, self.q_dim, self.kv_dim, self.intermediate_size
@@ -344,11 +365,14 @@ class ModelSpec(BaseModel):
     def modules_matching(self, targets: tuple[str, ...], kind: LayerKind | None = None) -> list[LinearModule]:
         """The linear modules of one layer that LLaMA-Factory's `lora_target` names select:
         `all` = every one; else a module's whole name or its last dotted part (`c_proj`)."""
-        modules = self.linear_modules(kind)
-        if "all" in targets:
-            return modules
-        wanted = set(targets)
-        return [m for m in modules if m.name in wanted or m.name.split(".")[-1] in wanted]
+        def matching() -> tuple[LinearModule, ...]:
+            modules = self._linear_modules(kind)
+            if "all" in targets:
+                return modules
+            wanted = set(targets)
+            return tuple(m for m in modules if m.name in wanted or m.name.split(".")[-1] in wanted)
+
+        return list(self.memo(("matching", tuple(targets), kind), matching))
 
     def any_module_matches(self, targets: tuple[str, ...]) -> bool:
         return any(self.modules_matching(targets, kind) for kind, _ in self.layer_kinds())
@@ -388,7 +412,9 @@ class ModelSpec(BaseModel):
 
     def layer_params(self, kind: LayerKind | None = None) -> int:
         """Parameters of one decoder layer: linears, biases, norms, router, experts, q/k norms."""
-        kind = kind or self.first_layer_kind
+        return self.memo(("layer_params", kind), lambda: self._layer_params(kind or self.first_layer_kind))
+
+    def _layer_params(self, kind: LayerKind) -> int:
         linear = sum(m.params for m in self.linear_modules(kind))
         norms = self.norms_per_layer * self.norm_params_per_norm()
         qk_norm = 0
@@ -402,10 +428,12 @@ class ModelSpec(BaseModel):
                 + self.expert_params(kind))
 
     def decoder_params(self) -> int:
-        return sum(count * self.layer_params(kind) for kind, count in self.layer_kinds())
+        return self.memo(("decoder_params",),
+                         lambda: sum(count * self.layer_params(kind) for kind, count in self.layer_kinds()))
 
     def largest_layer_params(self) -> int:
-        return max(self.layer_params(kind) for kind, _ in self.layer_kinds())
+        return self.memo(("largest_layer_params",),
+                         lambda: max(self.layer_params(kind) for kind, _ in self.layer_kinds()))
 
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
@@ -422,7 +450,7 @@ class ModelSpec(BaseModel):
     def total_params(self) -> int:
         """Parameter count computed from the architecture (checked against `official_params`):
         every expert, and a multimodal model's vision tower and projector."""
-        return self.text_params() + self.vision_params
+        return self.memo(("total_params",), lambda: self.text_params() + self.vision_params)
 
     def expert_params_total(self) -> int:
         return sum(count * self.expert_params(kind) for kind, count in self.layer_kinds())

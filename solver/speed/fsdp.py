@@ -19,7 +19,7 @@ Collectives per GPU (ring algorithms move (k-1)/k of the buffer over each of k G
 
 from __future__ import annotations
 
-from ..memory.fsdp import gathered_layer_bytes, gathered_root_bytes, reshards_after_forward, shard_group_size
+from ..memory.fsdp import gathered_layers_bytes, gathered_root_bytes, reshards_after_forward, shard_group_size
 from ..memory.params import frozen_params, trainable_params
 from ..problem.config import TrainConfig
 from ..problem.knobs import FsdpStrategy, Offload
@@ -50,7 +50,7 @@ def fsdp_communication_s(model: ModelSpec, gpus: GpuSet, config: TrainConfig, li
     ns = shard_group_size(config, gpus.gpus_per_node)
     grads16 = HALF_BYTES * trainable_params(model, config)
     layer_gathers, root_gathers = _gathers_per_step(config)
-    gathered = (layer_gathers * sum(gathered_layer_bytes(model, config, k) for k in range(model.num_layers))
+    gathered = (layer_gathers * gathered_layers_bytes(model, config)
                 + root_gathers * gathered_root_bytes(model, config))
     seconds = 0.0
     if ns > 1:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..memory.fsdp import shard_group_size
-from ..memory.params import lora_params, lora_targets, trainable_params
+from ..memory.params import lora_params, trainable_params
 from ..memory.states import frozen_base_bytes
 from ..problem.config import TrainConfig
 from ..problem.knobs import BITSANDBYTES_OPTIMIZERS, Attention, Method, Offload, Optimizer, Precision
@@ -242,8 +242,10 @@ def _adapter_s_per_micro_step(model: ModelSpec, gpu: GpuSpec, config: TrainConfi
     tokens x the adapted module's input width (constant: speed/constants.py)."""
     if not config.uses_lora:
         return 0.0
-    input_elements = sum(count * sum(m.in_features * m.count for m in lora_targets(model, config, kind))
-                         for kind, count in model.layer_kinds())
+    targets = config.lora_targets
+    input_elements = model.memo(("lora_input_elements", targets), lambda: sum(
+        count * sum(m.in_features * m.count for m in model.modules_matching(targets, kind))
+        for kind, count in model.layer_kinds()))
     traffic = (_passes_per_micro_step(config) * config.micro_batch * config.seq_len * input_elements
                * K.LORA_ELEMENTWISE_BYTES_PER_INPUT_ELEMENT)
     return traffic / _dram_bytes_per_s(gpu)
@@ -292,11 +294,13 @@ class _PerToken:
     frozen_base_bytes: float
 
 
-_PER_TOKEN: dict[tuple[int, TrainConfig], _PerToken] = {}
+_PER_TOKEN: dict[tuple[int, tuple], _PerToken] = {}
+_SPLIT_FIELDS = ("micro_batch", "grad_accum")
 
 
 def _per_token(model: ModelSpec, config: TrainConfig) -> _PerToken:
-    key = (id(model), config.model_copy(update={"micro_batch": 1, "grad_accum": 1}))
+    # every field but the split's (a plain tuple: cheaper to build and hash than a config copy)
+    key = (id(model), tuple(value for name, value in config.__dict__.items() if name not in _SPLIT_FIELDS))
     hit = _PER_TOKEN.get(key)
     if hit is not None and hit.model is model:
         return hit
