@@ -53,7 +53,7 @@ def _exhaustive_plan(instance: Instance, settings: SolverSettings, space):
     host_limit = host_ram_limit_bytes(instance.gpus, settings)
     fitting = []
     for order, knobs in enumerate(space.knob_combinations()):
-        for split in space.splits_for(knobs.n_gpus):
+        for split in space.splits_allowed(knobs):  # the rules' splits (problem/rules.py split_problems)
             config = space.config(knobs, split)
             result = estimate(instance.model, instance.gpus, config)
             if result.peak_bytes > budget or result.host_ram_bytes > host_limit:
