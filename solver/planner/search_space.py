@@ -29,6 +29,7 @@ is left out here is left out of both. What is left out when not pinned, and why:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -176,6 +177,7 @@ class SearchSpace:
         """knob_combinations, enumerated once per space (the candidate builder, the leanest
         optimizers and the questions each ask)."""
         result = []
+        fixed = dict(self.fixed_levers)
         for n in self.n_gpus_values:
             for method, bits in self.methods:
                 ranks = self.lora_ranks if method in (Method.lora, Method.qlora) else self.lora_ranks[:1]
@@ -184,17 +186,21 @@ class SearchSpace:
                         if strategy == FsdpStrategy.hybrid_shard and not 0 < self.gpus_per_node < n:
                             continue  # HYBRID_SHARD needs a plan that spans nodes
                         for precision in self.precisions:
+                            if (method, stage, precision) in self.excluded and strategy is None:
+                                continue  # experts the model cannot run in this precision under this stage
                             for optim in self.optims:
                                 for ckpt in self.grad_ckpt:
                                     for attn in self.attns:
                                         for liger, packing, memory in self._lever_values(method):
-                                            knobs = Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
-                                                          precision, n, liger=liger, packing=packing,
-                                                          memory_optimizer=memory, fsdp_strategy=strategy,
-                                                          fsdp_version=version)
-                                            fp32_experts = (method, stage, precision) in self.excluded and strategy is None
-                                            if combination_allowed(knobs, dict(self.fixed_levers)) and not fp32_experts:
-                                                result.append(knobs)
+                                            if not engine_allowed(n, method, bits, stage, offload, optim, precision,
+                                                                  memory, strategy, version):
+                                                continue
+                                            if not levers_allowed(method, ckpt, stage, fixed):
+                                                continue
+                                            result.append(Knobs(method, bits, rank, ckpt, attn, stage, offload, optim,
+                                                                precision, n, liger=liger, packing=packing,
+                                                                memory_optimizer=memory, fsdp_strategy=strategy,
+                                                                fsdp_version=version))
         return tuple(result)
 
     def _lever_values(self, method: Method) -> list[tuple[bool, bool, MemoryOptimizer]]:
@@ -202,23 +208,39 @@ class SearchSpace:
         return [(liger, packing, memory) for memory in memories for packing in self.packings for liger in self.ligers]
 
     def config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
-        """The full configuration of one candidate, validated once per combination (the candidate
-        builder asks for each several times; TrainConfig is frozen)."""
+        """The full configuration of one candidate. The first one asked for is validated; the others
+        are copies of it with their knobs and split: every enumerated combination has passed
+        `combination_allowed` and every split `split_problems`, the rules TrainConfig's validators
+        ask beyond what all configurations of this space share (the data shape, pinned levers), so
+        validating each again would only repeat them (tests/planner/test_search_space.py checks that
+        every copy equals a validated configuration). A split the rules refuse is validated, and
+        raises what TrainConfig raises."""
         configs = self.__dict__.setdefault("_config_memo", {})
         key = (knobs, split)
-        if key not in configs:
-            first = configs.get(knobs)
+        hit = configs.get(key)
+        if hit is None:
+            first = configs.get("first")
             neat = dict(self.data_shape).get("neat_packing", False)
             if first is None or split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat,
                                                attn=knobs.attn, micro_batch=split.micro_batch,
                                                grad_accum=split.grad_accum):
-                configs[key] = self._config(knobs, split)  # validated (raises what TrainConfig raises)
-            else:  # the combination's validated configuration with another split: what validation
-                # reads of a split is split_problems, just asked
-                configs[key] = first.model_copy(update={"micro_batch": split.micro_batch,
-                                                        "grad_accum": split.grad_accum})
-            configs.setdefault(knobs, configs[key])
-        return configs[key]
+                hit = self._config(knobs, split)  # validated (raises what TrainConfig raises)
+                configs.setdefault("first", hit)
+            else:
+                hit = first.model_copy(update=self._fields(knobs, split))
+            configs[key] = hit
+        return hit
+
+    def _fields(self, knobs: Knobs, split: BatchSplit) -> dict:
+        """What differs between two configurations of this space: the knobs and the split."""
+        data = dict(self.data_shape)
+        packing = data.get("packing", False) or data.get("neat_packing", False) or knobs.packing
+        return dict(method=knobs.method, bits=knobs.bits, lora_rank=knobs.lora_rank, micro_batch=split.micro_batch,
+                    grad_accum=split.grad_accum, grad_ckpt=knobs.grad_ckpt, attn=knobs.attn,
+                    zero_stage=knobs.zero_stage, offload=knobs.offload, optim=knobs.optim,
+                    precision=knobs.precision, n_gpus=knobs.n_gpus, liger=knobs.liger, packing=packing,
+                    memory_optimizer=knobs.memory_optimizer, fsdp_strategy=knobs.fsdp_strategy,
+                    fsdp_version=knobs.fsdp_version)
 
     def _config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
         data = dict(self.data_shape)
@@ -237,26 +259,38 @@ def combination_allowed(knobs: Knobs, fixed_levers: dict | None = None) -> bool:
     """Whether LLaMA-Factory, DeepSpeed and accelerate run this combination (problem/rules.py), and
     whether it is worth searching: DeepSpeed and FSDP on one GPU only for offload (they shard
     nothing on one GPU)."""
-    sharded = knobs.zero_stage > 0 or knobs.fsdp_strategy is not None
-    if knobs.n_gpus == 1 and sharded and knobs.offload == Offload.none:
+    return engine_allowed(knobs.n_gpus, knobs.method, knobs.bits, knobs.zero_stage, knobs.offload, knobs.optim,
+                          knobs.precision, knobs.memory_optimizer, knobs.fsdp_strategy, knobs.fsdp_version) \
+        and levers_allowed(knobs.method, knobs.grad_ckpt, knobs.zero_stage, fixed_levers or {})
+
+
+@functools.lru_cache(maxsize=65536)
+def engine_allowed(n_gpus: int, method: Method, bits: int, zero_stage: int, offload: Offload, optim: Optimizer,
+                   precision: Precision, memory_optimizer: MemoryOptimizer, fsdp_strategy: FsdpStrategy | None,
+                   fsdp_version: int) -> bool:
+    """The part of `combination_allowed` that reads the method, engine, optimizer and precision:
+    asked once per distinct set of these (a query enumerates them for every LoRA rank, checkpointing
+    choice and lever; the rules are pure functions of their arguments, so the cache is exact)."""
+    sharded = zero_stage > 0 or fsdp_strategy is not None
+    if n_gpus == 1 and sharded and offload == Offload.none:
         return False
-    if undocumented_problems(method=knobs.method, zero_stage=knobs.zero_stage, offload=knobs.offload):
+    if undocumented_problems(method=method, zero_stage=zero_stage, offload=offload):
         return False  # never propose what no framework documents (problem/rules.py)
-    if combination_problems(method=knobs.method, bits=knobs.bits, zero_stage=knobs.zero_stage,
-                            offload=knobs.offload, optim=knobs.optim, precision=knobs.precision,
-                            fsdp_strategy=knobs.fsdp_strategy, fsdp_version=knobs.fsdp_version):
+    if combination_problems(method=method, bits=bits, zero_stage=zero_stage, offload=offload, optim=optim,
+                            precision=precision, fsdp_strategy=fsdp_strategy, fsdp_version=fsdp_version):
         return False
-    if memory_optimizer_problems(method=knobs.method, memory_optimizer=knobs.memory_optimizer,
-                                 zero_stage=knobs.zero_stage, offload=knobs.offload, optim=knobs.optim,
-                                 n_gpus=knobs.n_gpus, fsdp_strategy=knobs.fsdp_strategy):
-        return False
-    fixed = fixed_levers or {}
-    if fixed.get("unsloth_gc") and not knobs.grad_ckpt:
+    return not memory_optimizer_problems(method=method, memory_optimizer=memory_optimizer, zero_stage=zero_stage,
+                                         offload=offload, optim=optim, n_gpus=n_gpus, fsdp_strategy=fsdp_strategy)
+
+
+def levers_allowed(method: Method, grad_ckpt: bool, zero_stage: int, fixed: dict) -> bool:
+    """The pinned levers' rules (problem/rules.py lever_problems) a combination can break."""
+    if fixed.get("unsloth_gc") and not grad_ckpt:
         return False
     lora_only = fixed.get("dora") or fixed.get("pissa") or fixed.get("rslora") or fixed.get("loraplus_lr_ratio")
-    if lora_only and knobs.method not in (Method.lora, Method.qlora):
+    if lora_only and method not in (Method.lora, Method.qlora):
         return False
-    return not (fixed.get("pissa") and (knobs.method == Method.qlora or knobs.zero_stage == 3))
+    return not (fixed.get("pissa") and (method == Method.qlora or zero_stage == 3))
 
 
 def default_global_batch(gpus: GpuSet) -> int:
