@@ -29,9 +29,8 @@ is left out here is left out of both. What is left out when not pinned, and why:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from ..problem.cautions import fp16_overflow, sdpa_drops_softcapping, slow_int8
 from ..problem.config import TrainConfig
@@ -219,13 +218,13 @@ class SearchSpace:
         key = (knobs, split)
         hit = configs.get(key)
         if hit is None:
-            first = configs.get("first")
+            first = self.__dict__.get("_first_config")
             neat = dict(self.data_shape).get("neat_packing", False)
             if first is None or split_problems(memory_optimizer=knobs.memory_optimizer, neat_packing=neat,
                                                attn=knobs.attn, micro_batch=split.micro_batch,
                                                grad_accum=split.grad_accum):
                 hit = self._config(knobs, split)  # validated (raises what TrainConfig raises)
-                configs.setdefault("first", hit)
+                self.__dict__.setdefault("_first_config", hit)
             else:
                 hit = first.model_copy(update=self._fields(knobs, split))
             configs[key] = hit
@@ -243,6 +242,8 @@ class SearchSpace:
                     fsdp_version=knobs.fsdp_version)
 
     def _config(self, knobs: Knobs, split: BatchSplit) -> TrainConfig:
+        """One configuration validated from scratch, built field by field apart from `_fields` on
+        purpose: tests/planner/test_search_space.py compares the copies with it."""
         data = dict(self.data_shape)
         data["packing"] = data.get("packing", False) or knobs.packing
         return TrainConfig(method=knobs.method, bits=knobs.bits, lora_rank=knobs.lora_rank,
@@ -264,7 +265,7 @@ def combination_allowed(knobs: Knobs, fixed_levers: dict | None = None) -> bool:
         and levers_allowed(knobs.method, knobs.grad_ckpt, knobs.zero_stage, fixed_levers or {})
 
 
-@functools.lru_cache(maxsize=65536)
+@lru_cache(maxsize=65536)
 def engine_allowed(n_gpus: int, method: Method, bits: int, zero_stage: int, offload: Offload, optim: Optimizer,
                    precision: Precision, memory_optimizer: MemoryOptimizer, fsdp_strategy: FsdpStrategy | None,
                    fsdp_version: int) -> bool:
